@@ -1,0 +1,1 @@
+"""The one shared database module: engine, tables, migrations, integrity and backups."""

@@ -1,0 +1,103 @@
+"""Engines for SQLite (WAL, short IMMEDIATE write transactions) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+def is_sqlite(engine_or_url: Engine | str | sa.URL) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else sa.make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_path(engine_or_url: Engine | str | sa.URL) -> Path | None:
+    """The database file of a SQLite engine or URL, or None for other databases."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else sa.make_url(engine_or_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database)
+
+
+def describe_url(engine_or_url: Engine | str | sa.URL) -> str:
+    """Where the database is, fit for a log line: the file, or the URL without password."""
+    path = sqlite_path(engine_or_url)
+    if path is not None:
+        return str(path.resolve())
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else sa.make_url(engine_or_url)
+    return url.render_as_string(hide_password=True)
+
+
+def create_engine(
+    url: str | sa.URL,
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    read_only: bool = False,
+    **kwargs,
+) -> Engine:
+    """An engine with ProxyOS's connection settings.
+
+    SQLite: WAL, synchronous=NORMAL, foreign_keys=ON, busy_timeout; transactions are
+    begun explicitly (DEFERRED by default, IMMEDIATE through `write_transaction`), so DDL
+    is transactional too. `read_only` opens the file so that no statement can write.
+    Parameters are never rendered into error messages: they may carry credentials.
+    """
+    url = sa.make_url(url)
+    kwargs.setdefault("hide_parameters", True)
+    if url.get_backend_name() != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
+        if read_only:
+            event.listen(engine, "connect", _postgres_read_only)
+        return engine
+
+    path = sqlite_path(url)
+    if read_only and path is not None:
+        url = sa.make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
+    elif path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if read_only:
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_read_only(dbapi_connection, _record) -> None:
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    dbapi_connection.autocommit = autocommit
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A short write transaction: BEGIN IMMEDIATE on SQLite, so it never fails half-way
+    on a lock upgrade; commits on success, rolls back on error."""
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn

@@ -1,0 +1,1 @@
+"""Alembic environment and the append-only list of schema revisions (see MANIFEST)."""

@@ -1,0 +1,1 @@
+"""The jobs as plain functions. Each takes what it needs as arguments; no queue here."""

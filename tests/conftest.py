@@ -1,0 +1,93 @@
+"""Shared fixtures: real SQLite files in temporary directories, and a fresh PostgreSQL
+schema per test when PROXYOS_TEST_DATABASE_URL names a server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from db.engine import create_engine
+from db.migrate import upgrade
+
+PG_URL = os.environ.get("PROXYOS_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'proxyos.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections live in a new, empty schema, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("PROXYOS_TEST_DATABASE_URL is not set")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_url(request) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL (when configured)."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(name)
+
+
+def _migrated(url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[sa.Engine]:
+    """A migrated SQLite database in a temporary file."""
+    yield from _migrated(sqlite_url)
+
+
+@pytest.fixture
+def any_engine(any_url: str) -> Iterator[sa.Engine]:
+    """A migrated database: SQLite, then PostgreSQL when configured."""
+    yield from _migrated(any_url)
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
+    """Environment for running `proxyos-worker` as a subprocess on a temporary data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYOS_")}
+    env.update(
+        PROXYOS_DATABASE_URL=sqlite_url,
+        PROXYOS_QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}",
+        PROXYOS_BACKUP_DIR=str(tmp_path / "backups"),
+        LOG_LEVEL="info",
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `proxyos-worker ARGS` in a new process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

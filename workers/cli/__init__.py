@@ -1,0 +1,81 @@
+"""`proxyos-worker`: one subcommand per module in this package (each has `register`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from db.errors import DatabaseProblem, explain
+
+from .. import config, logs
+from .common import Failure
+
+DESCRIPTION = """\
+Background workers of ProxyOS: health checks, certificates, traffic, backups.
+
+Configuration comes from environment variables (PROXYOS_DB_PATH, PROXYOS_DATABASE_URL,
+PROXYOS_QUEUE_URL, PROXYOS_SECRET, PROXYOS_BACKUP_DIR, LOG_LEVEL, PROXYOS_LOG_FORMAT, ...);
+see the README for the full list.
+"""
+
+EXAMPLES = """\
+examples:
+  proxyos-worker run                      consumer + periodic scheduler (the Procfile's worker)
+  proxyos-worker migrate --status         which schema revisions are applied and pending
+  proxyos-worker run-once backup --json   run one job now, in the foreground
+  proxyos-worker status                   what every periodic job did last, and the queue
+  proxyos-worker db check                 integrity of the database
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proxyos-worker",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    package = sys.modules[__name__]
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"proxyos-worker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level_number, settings.log_format)
+    try:
+        return int(args.handler(args, settings) or 0)
+    except config.ConfigError as exc:
+        print(f"proxyos-worker: {exc}", file=sys.stderr)
+        return 2
+    except (Failure, DatabaseProblem) as exc:
+        logging.getLogger("proxyos").error("%s", exc)
+        return 1
+    except sa.exc.DBAPIError as exc:
+        hint = explain(exc, settings.database_url.split("@")[-1])
+        if hint is None:
+            raise
+        logging.getLogger("proxyos").error("%s", hint)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

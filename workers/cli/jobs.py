@@ -1,0 +1,90 @@
+"""`proxyos-worker run-once JOB ...` and `proxyos-worker enqueue JOB ...`."""
+
+from __future__ import annotations
+
+from ..consumer import build_queue
+from ..registry import JobContext, discover
+from ..runner import run_job
+from ..startup import open_database
+from .common import add_command, print_json
+
+
+def _add_job_parsers(parent, jobs, with_json: bool) -> None:
+    sub = parent.add_subparsers(dest="job", metavar="JOB")
+    sub.required = True
+    for job in jobs.values():
+        if job.hidden:
+            continue
+        parser = sub.add_parser(job.name, help=job.help, description=job.help,
+                                epilog=f"example:\n  {job.example}" if job.example else None,
+                                formatter_class=parent.formatter_class)
+        for option in job.options:
+            parser.add_argument(option.flag, dest=option.dest, type=option.type,
+                                metavar=option.metavar, help=option.help)
+        if with_json:
+            parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def register(commands) -> None:
+    jobs = discover()
+    once = add_command(
+        commands,
+        "run-once",
+        help="run one job now, in the foreground",
+        description="Run one job in this process, without the queue. The run is recorded in "
+        "task_runs like any other; the summary is printed; the exit code is 1 if the job failed.",
+        example="proxyos-worker run-once backup --json",
+    )
+    _add_job_parsers(once, jobs, with_json=True)
+    once.set_defaults(handler=handle_run_once)
+
+    enqueue = add_command(
+        commands,
+        "enqueue",
+        help="put one job on the queue for the consumers",
+        description="Put one job on the queue and print its task id; a running consumer "
+        "executes it. See `proxyos-worker status` and task_runs for the outcome.",
+        example="proxyos-worker enqueue backup",
+    )
+    _add_job_parsers(enqueue, jobs, with_json=False)
+    enqueue.set_defaults(handler=handle_enqueue)
+
+
+def _options(args, job) -> dict:
+    return {o.dest: getattr(args, o.dest) for o in job.options if getattr(args, o.dest) is not None}
+
+
+def handle_run_once(args, settings) -> int:
+    jobs = discover()
+    job = jobs[args.job]
+    if job.check_settings:
+        job.check_settings(settings.env)
+    open_database(settings).dispose()
+    ctx = JobContext(settings)
+    ctx._enqueue = lambda name, delay=None, **o: run_job(ctx, jobs[name], o).run_id
+    try:
+        result = run_job(ctx, job, _options(args, job))
+    finally:
+        ctx.close()
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(f"{job.name}: {result.status} in {result.duration_ms} ms")
+        if job.render and result.summary:
+            print(job.render(result.summary))
+        for key, value in result.summary.items():
+            if not job.render and not isinstance(value, list | dict):
+                print(f"  {key}: {value}")
+        if result.error:
+            print(f"  error: {result.error}")
+    return 1 if result.status == "error" else 0
+
+
+def handle_enqueue(args, settings) -> int:
+    open_database(settings).dispose()
+    queue, ctx = build_queue(settings)
+    job = queue.jobs[args.job]
+    task_id = queue.enqueue(job.name, **_options(args, job))
+    ctx.close()
+    print(task_id)
+    return 0

@@ -1,0 +1,117 @@
+"""`proxyos-worker status [--json]`."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from db.engine import create_engine, describe_url
+from db.migrate import status as migration_status
+from db.tables import job_schedule, task_runs
+
+from ..consumer import build_queue
+from ..registry import JobContext
+from .common import add_command, format_duration, format_time, print_json, print_table
+
+
+def register(commands) -> None:
+    parser = add_command(
+        commands,
+        "status",
+        help="what each periodic job did last, when it runs next, and the queue depth",
+        description="For each periodic job: its schedule, its last run (time, status, "
+        "duration, error) and its next run; then the queue depth, the database location "
+        "and its schema revision, and each area's own summary (e.g. health).",
+        example="proxyos-worker status --json | jq .jobs",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=handle)
+
+
+def _last_runs(conn) -> dict[str, dict]:
+    newest = (
+        sa.select(task_runs.c.job, sa.func.max(task_runs.c.started_at).label("started_at"))
+        .where(task_runs.c.status != "running")
+        .group_by(task_runs.c.job)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(task_runs).join(
+            newest, sa.and_(task_runs.c.job == newest.c.job, task_runs.c.started_at == newest.c.started_at)
+        )
+    ).mappings()
+    return {row["job"]: dict(row) for row in rows}
+
+
+def collect(settings) -> dict:
+    engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+    ctx = JobContext(settings)
+    ctx.__dict__["engine"] = engine
+    try:
+        revision = migration_status(engine)
+        queue, _ = build_queue(settings, context=ctx)
+        now = time.time()
+        jobs = []
+        sections = {}
+        with engine.connect() as conn:
+            have_tables = revision.current is not None and not revision.pending
+            last = _last_runs(conn) if have_tables else {}
+            ticks = (
+                {r.job: r.last_tick for r in conn.execute(sa.select(job_schedule))} if have_tables else {}
+            )
+        for job in queue.jobs.values():
+            if job.every:
+                run = last.get(job.name, {})
+                tick = ticks.get(job.name)
+                jobs.append({
+                    "job": job.name,
+                    "every_s": job.every,
+                    "last_started_at": run.get("started_at"),
+                    "last_status": run.get("status"),
+                    "last_duration_ms": run.get("duration_ms"),
+                    "last_error": run.get("error"),
+                    "next_run_at": max(now, tick + job.every) if tick else now,
+                })
+            if job.status and have_tables:
+                sections[job.name] = dict(job.status(ctx))
+        return {
+            "database": describe_url(engine),
+            "schema": {"current": revision.current, "head": revision.head, "pending": revision.pending},
+            "queue": {"location": settings.queue.describe(), "kind": settings.queue.kind, **queue.depth()},
+            "jobs": jobs,
+            **sections,
+        }
+    finally:
+        ctx.close()
+
+
+def handle(args, settings) -> int:
+    report = collect(settings)
+    if args.json:
+        print_json(report)
+        return 0
+    schema = report["schema"]
+    pending = f", {len(schema['pending'])} pending (run `proxyos-worker migrate`)" if schema["pending"] else ""
+    print(f"database: {report['database']} (schema {schema['current'] or 'none'}, head {schema['head']}{pending})")
+    queue = report["queue"]
+    print(f"queue:    {queue['location']} ({queue['kind']}): {queue['pending']} pending, {queue['scheduled']} scheduled")
+    print()
+    print_table(
+        ["job", "every", "last run", "status", "took", "next run", "error"],
+        [
+            [
+                j["job"], format_duration(j["every_s"]), format_time(j["last_started_at"]),
+                j["last_status"], format_duration((j["last_duration_ms"] or 0) / 1000) if j["last_status"] else "-",
+                format_time(j["next_run_at"]), (j["last_error"] or "")[:80],
+            ]
+            for j in report["jobs"]
+        ],
+    )
+    for name, section in report.items():
+        if name in ("database", "schema", "queue", "jobs"):
+            continue
+        print(f"\n{name}:")
+        for key, value in section.items():
+            print(f"  {key}: {value}")
+    return 0

@@ -1,0 +1,164 @@
+"""Configuration from environment variables, checked once at start-up.
+
+Every variable has one parser here; an invalid value raises `ConfigError`, which the CLI
+turns into one line naming the variable and what it accepts (exit code 2). Job-specific
+settings (health, certificates, traffic) are read by their job modules with the same
+helpers, so they are checked the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tasks.redaction import remember
+
+
+class ConfigError(Exception):
+    """An environment variable has a value the workers cannot use."""
+
+    def __init__(self, variable: str, value: str, accepted: str) -> None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        super().__init__(f"{variable}={shown!r} is not valid: expected {accepted}")
+        self.variable = variable
+
+
+def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env_str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(name, raw, f"a whole number of at least {minimum}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env_str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = minimum - 1
+    if not value >= minimum:
+        raise ConfigError(name, raw, f"a number of at least {minimum:g}")
+    return value
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env_str(env, name, default)
+    if raw.lower() not in choices:
+        raise ConfigError(name, raw, "one of " + ", ".join(choices))
+    return raw.lower()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    kind: str  # "sqlite" or "redis"
+    location: str  # a file path, or the Redis URL
+
+    def describe(self) -> str:
+        if self.kind == "redis":
+            return sa.make_url(self.location).render_as_string(hide_password=True)
+        return str(Path(self.location).resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    queue: QueueConfig
+    backup_dir: Path
+    backup_keep: int
+    log_level: str
+    log_format: str
+    busy_timeout_ms: int
+    shutdown_timeout_s: float
+    secret: str | None = field(default=None, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def log_level_number(self) -> int:
+        return getattr(logging, self.log_level.upper())
+
+
+def _database_url(env: Mapping[str, str]) -> tuple[str, Path]:
+    raw = env_str(env, "PROXYOS_DATABASE_URL")
+    db_path = Path(env_str(env, "PROXYOS_DB_PATH", "./data/proxyos.db"))
+    if raw is None:
+        return f"sqlite:///{db_path}", db_path.parent
+    try:
+        url = sa.make_url(raw)
+    except sa.exc.ArgumentError:
+        url = None
+    accepted = "sqlite:///path/to/proxyos.db or postgresql+psycopg://user@host:5432/dbname"
+    if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError("PROXYOS_DATABASE_URL", _hide_password(raw), accepted)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError("PROXYOS_DATABASE_URL", raw, "a SQLite file, not memory: " + accepted)
+        return raw, Path(url.database).parent
+    if url.password:
+        remember(url.password)
+    return raw, db_path.parent
+
+
+def _hide_password(raw: str) -> str:
+    try:
+        return sa.make_url(raw).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return raw.split("@")[-1]
+
+
+def _queue(env: Mapping[str, str], data_dir: Path) -> QueueConfig:
+    raw = env_str(env, "PROXYOS_QUEUE_URL")
+    if raw is None:
+        return QueueConfig("sqlite", str(data_dir / "queue.db"))
+    accepted = "sqlite:///path/to/queue.db or redis://host:6379/0"
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return QueueConfig("sqlite", raw[len("sqlite:///"):])
+    if raw.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            url = sa.make_url(raw)
+        except sa.exc.ArgumentError:
+            raise ConfigError("PROXYOS_QUEUE_URL", _hide_password(raw), accepted) from None
+        if url.password:
+            remember(url.password)
+        return QueueConfig("redis", raw)
+    raise ConfigError("PROXYOS_QUEUE_URL", _hide_password(raw), accepted)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the core settings; raises ConfigError on the first bad value."""
+    env = dict(os.environ if env is None else env)
+    database_url, data_dir = _database_url(env)
+    secret = env_str(env, "PROXYOS_SECRET")
+    remember(secret)
+    return Settings(
+        database_url=database_url,
+        queue=_queue(env, data_dir),
+        backup_dir=Path(env_str(env, "PROXYOS_BACKUP_DIR", str(data_dir / "backups"))),
+        backup_keep=env_int(env, "PROXYOS_BACKUP_KEEP", 30, minimum=1),
+        log_level=env_choice(env, "LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=env_choice(env, "PROXYOS_LOG_FORMAT", "text", ("text", "json")),
+        busy_timeout_ms=env_int(env, "PROXYOS_BUSY_TIMEOUT_MS", 5000, minimum=0),
+        shutdown_timeout_s=env_float(env, "PROXYOS_SHUTDOWN_TIMEOUT", 30.0),
+        secret=secret,
+        env=env,
+    )

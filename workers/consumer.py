@@ -1,0 +1,67 @@
+"""`proxyos-worker run`: the Huey consumer, plus the periodic scheduler."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from huey.consumer import Consumer
+
+from .config import Settings
+from .queue import JobQueue, build_huey
+from .registry import JobContext, discover
+from .scheduler import PeriodicScheduler
+from .startup import open_database
+
+log = logging.getLogger("proxyos.consumer")
+
+
+class GracefulConsumer(Consumer):
+    """SIGTERM and SIGINT both stop gracefully: no new task starts, running ones get
+    `shutdown_timeout` seconds to finish. A second signal stops at once."""
+
+    def __init__(self, *args, on_stop=None, **kwargs) -> None:
+        super().__init__(*args, graceful_signal="TERM", **kwargs)
+        self._signal_actions[signal.SIGINT] = (False, True)
+        self._on_stop = on_stop
+
+    def stop(self, graceful: bool = False) -> None:
+        if self._on_stop:
+            self._on_stop()
+        super().stop(graceful=graceful)
+
+
+def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[JobQueue, JobContext]:
+    """The job queue and the context its tasks run with (which can enqueue follow-ups)."""
+    jobs = discover()
+    for job in jobs.values():
+        if job.check_settings:
+            job.check_settings(settings.env)
+    holder: dict[str, JobQueue] = {}
+    ctx = context or JobContext(settings, enqueue=lambda job, delay=None, **o: holder["q"].enqueue(job, delay, **o))
+    queue = JobQueue(build_huey(settings.queue), jobs, context=lambda: ctx)
+    holder["q"] = queue
+    return queue, ctx
+
+
+def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
+    engine = open_database(settings)
+    engine.dispose()
+    queue, ctx = build_queue(settings)
+    scheduler = PeriodicScheduler(ctx.engine, queue.jobs.values(), queue.enqueue)
+    consumer = GracefulConsumer(
+        queue.huey,
+        workers=workers,
+        periodic=False,
+        worker_type="thread",
+        shutdown_timeout=settings.shutdown_timeout_s,
+        on_stop=scheduler.stop,
+    )
+    if periodic:
+        scheduler.start()
+        log.info("periodic jobs: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in scheduler.jobs))
+    try:
+        consumer.run()
+    finally:
+        scheduler.stop()
+        ctx.close()

@@ -1,0 +1,46 @@
+"""Logging set-up: text or JSON lines, with known secrets scrubbed from every record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from tasks.redaction import redact
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(RedactingFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, default=str))
+
+
+def configure(level: int, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The acme client logs whole request and response bodies at DEBUG; keep it quieter
+    # than our own debug output. Redaction applies either way.
+    logging.getLogger("acme.client").setLevel(max(level, logging.INFO))
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

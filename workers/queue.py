@@ -1,0 +1,65 @@
+"""The Huey app: storage from PROXYOS_QUEUE_URL, one Huey task per registered job.
+
+A task message carries the job's options (ids and numbers) and nothing else; results
+are not stored in the queue. What a run did is in `task_runs`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.api import TaskWrapper
+from huey.utils import normalize_time
+
+from .config import QueueConfig
+from .registry import Job, JobContext
+from .runner import run_job
+
+QUEUE_NAME = "proxyos"
+
+
+def build_huey(queue: QueueConfig) -> Huey:
+    if queue.kind == "redis":
+        return RedisHuey(QUEUE_NAME, url=queue.location, results=False)
+    path = Path(queue.location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Create the file private before SQLite opens it: the queue is nobody else's business.
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    return SqliteHuey(QUEUE_NAME, filename=str(path), results=False)
+
+
+class JobQueue:
+    """Registers every job as a Huey task and enqueues them by name."""
+
+    def __init__(self, huey: Huey, jobs: Mapping[str, Job], context: Callable[[], JobContext]):
+        self.huey = huey
+        self.jobs = dict(jobs)
+        self._context = context
+        self.tasks: dict[str, TaskWrapper] = {
+            name: self._register(job) for name, job in self.jobs.items()
+        }
+
+    def _register(self, job: Job) -> TaskWrapper:
+        context = self._context
+
+        def execute(options: dict, task=None) -> None:
+            run_job(context(), job, options, task_id=task.id if task else None)
+
+        execute.__name__ = f"job_{job.name}"
+        return self.huey.task(name=job.name, context=True)(execute)
+
+    def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str:
+        if job not in self.tasks:
+            raise KeyError(f"unknown job {job!r}")
+        eta = normalize_time(None, delay, self.huey.utc) if delay else None
+        task = self.tasks[job].task_class((options,), {}, eta=eta)
+        self.huey.enqueue(task)
+        return task.id
+
+    def depth(self) -> dict[str, int]:
+        return {"pending": self.huey.pending_count(), "scheduled": self.huey.scheduled_count()}

@@ -1,0 +1,95 @@
+"""The job registry: each job is a name, a plain function from `tasks/`, an optional
+period, and the options it takes on demand.
+
+Job modules live in `workers/jobs/`; each exports `JOBS`, a list of `Job`. Adding a job
+means adding one module there: the CLI, the queue and the scheduler find it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from db.engine import create_engine
+
+from .config import Settings
+
+
+@dataclass(frozen=True)
+class Option:
+    """One on-demand option of a job, e.g. `--route ID`; values travel in task messages,
+    so they are ids and numbers, never secrets."""
+
+    flag: str
+    help: str
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+class JobContext:
+    """What a job adapter gets: settings, a shared engine, a clock, and a way to enqueue
+    follow-up work (on the queue in the consumer; run inline by `run-once`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        enqueue: Callable[..., str | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._enqueue = enqueue
+
+    @cached_property
+    def engine(self) -> Engine:
+        return create_engine(self.settings.database_url, busy_timeout_ms=self.settings.busy_timeout_ms)
+
+    def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str | None:
+        if self._enqueue is None:
+            raise RuntimeError("this context cannot enqueue jobs")
+        return self._enqueue(job, delay=delay, **options)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    help: str
+    run: Callable[[JobContext, Mapping[str, Any]], Mapping[str, Any] | None]
+    every: float | None = None  # seconds between periodic runs; None: on demand only
+    options: tuple[Option, ...] = ()
+    exclusive: bool = True  # at most one run at a time across every consumer
+    lease_seconds: float = 3600.0  # how long a crashed run can block the next one
+    example: str = ""
+    status: Callable[[JobContext], Mapping[str, Any]] | None = None
+    check_settings: Callable[[Mapping[str, str]], Any] | None = None
+    render: Callable[[Mapping[str, Any]], str] | None = None  # run-once's text output
+    hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
+
+
+def discover() -> dict[str, Job]:
+    """Every job in `workers/jobs/`, by name."""
+    from . import jobs as package
+
+    found: dict[str, Job] = {}
+    for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        for job in getattr(module, "JOBS", ()):
+            if job.name in found:
+                raise RuntimeError(f"job {job.name!r} is defined twice")
+            found[job.name] = job
+    return found

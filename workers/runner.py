@@ -1,0 +1,151 @@
+"""Run one job and record it in `task_runs`: the one place that does so for every job,
+whether it came from the queue, the scheduler or `run-once`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.sql import insert_or_ignore, new_id
+from db.tables import job_leases, task_runs
+from tasks.outcome import Skipped
+from tasks.redaction import redact
+
+from .registry import Job, JobContext
+
+log = logging.getLogger("proxyos.runner")
+HOST = socket.gethostname()
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    job: str
+    status: str  # ok | error | skipped
+    duration_ms: int
+    summary: Mapping[str, Any]
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "summary": dict(self.summary),
+            "error": self.error,
+        }
+
+
+def error_message(exc: BaseException) -> str:
+    """What a person reads in `task_runs.error`: the exception's own words, scrubbed."""
+    if isinstance(exc, sa.exc.DBAPIError):  # the driver's words, without SQLAlchemy's noise
+        exc = exc.orig
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, Skipped) and not type(exc).__module__.startswith(("builtins", "tasks", "db")):
+        text = f"{type(exc).__name__}: {text}"
+    return redact(text)[:MAX_ERROR_CHARS]
+
+
+def run_job(
+    ctx: JobContext, job: Job, options: Mapping[str, Any] | None = None, task_id: str | None = None
+) -> RunResult:
+    options = dict(options or {})
+    engine = ctx.engine
+    run_id = new_id()
+    started = time.time()
+    if job.exclusive and not acquire_lease(engine, job.name, run_id, job.lease_seconds):
+        result = RunResult(run_id, job.name, "skipped", 0, {}, "another run of this job is in progress")
+        _insert_run(engine, result, task_id, started, finished=started)
+        return result
+
+    _insert_run(engine, RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None)
+    status, summary, error = "ok", {}, None
+    try:
+        summary = dict(job.run(ctx, options) or {})
+    except Skipped as exc:
+        status, error = "skipped", error_message(exc)
+    except Exception as exc:
+        status, error = "error", error_message(exc)
+        log.error("job %s failed: %s", job.name, error)
+        log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
+    finally:
+        finished = time.time()
+        result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
+        try:
+            _finish_run(engine, result, finished)
+        finally:
+            if job.exclusive:
+                release_lease(engine, job.name, run_id)
+    return result
+
+
+def _summary_json(summary: Mapping[str, Any]) -> str:
+    return redact(json.dumps(summary, default=str, sort_keys=True))
+
+
+def _insert_run(engine: Engine, result: RunResult, task_id: str | None, started: float, finished: float | None) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            task_runs.insert().values(
+                id=result.run_id,
+                job=result.job,
+                task_id=task_id,
+                status=result.status,
+                started_at=started,
+                finished_at=finished,
+                duration_ms=result.duration_ms if finished else None,
+                error=result.error,
+                summary=_summary_json(result.summary) if finished else None,
+                host=HOST,
+            )
+        )
+
+
+def _finish_run(engine: Engine, result: RunResult, finished: float) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            task_runs.update()
+            .where(task_runs.c.id == result.run_id)
+            .values(
+                status=result.status,
+                finished_at=finished,
+                duration_ms=result.duration_ms,
+                error=result.error,
+                summary=_summary_json(result.summary),
+            )
+        )
+
+
+def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
+    """Take the lease on `name` unless a live one is held. A lease that expired (its holder
+    crashed) is taken over, so nothing stays blocked for longer than `seconds`."""
+    now = time.time()
+    with write_transaction(engine) as conn:
+        taken = conn.execute(
+            job_leases.update()
+            .where(job_leases.c.job == name, job_leases.c.expires_at < now)
+            .values(owner=owner, expires_at=now + seconds)
+        ).rowcount
+        if taken:
+            return True
+        inserted = conn.execute(
+            insert_or_ignore(conn, job_leases).values(job=name, owner=owner, expires_at=now + seconds)
+        ).rowcount
+        return inserted == 1
+
+
+def release_lease(engine: Engine, name: str, owner: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(sa.delete(job_leases).where(job_leases.c.job == name, job_leases.c.owner == owner))

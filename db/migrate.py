@@ -83,7 +83,8 @@ def upgrade(engine: Engine, script_location: str | Path | None = None) -> list[s
             f"unchanged: {_sql_error(exc)}"
         ) from exc
     applied = config.attributes.get("applied", [])
-    log.info("migrations applied: %s", ", ".join(applied))
+    if applied:  # empty when another process applied them while we waited for the lock
+        log.info("migrations applied: %s", ", ".join(applied))
     return applied
 
 

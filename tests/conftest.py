@@ -4,8 +4,6 @@ schema per test when PROXYOS_TEST_DATABASE_URL names a server."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import sqlalchemy as sa
 
 from db.engine import create_engine
 from db.migrate import upgrade
+from support import run_cli  # noqa: F401  (re-exported for tests)
 
 PG_URL = os.environ.get("PROXYOS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")
@@ -81,13 +80,7 @@ def worker_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `proxyos-worker ARGS` in a new process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture
+def cli():
+    """`cli(args, env)` runs `proxyos-worker ARGS` in a new process."""
+    return run_cli

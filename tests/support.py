@@ -1,0 +1,55 @@
+"""Test helpers: run the CLI as a user would; snapshot a database's schema and rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `proxyos-worker ARGS` in a new process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def schema(engine: sa.Engine) -> dict[str, dict]:
+    """{table: {"columns": {name: type}, "indexes": {name: (columns, unique)}}}."""
+    inspector = sa.inspect(engine)
+    found = {}
+    for table in inspector.get_table_names():
+        if table == "alembic_version":
+            continue
+        found[table] = {
+            "columns": {
+                col["name"]: (str(col["type"]).upper(), col["nullable"])
+                for col in inspector.get_columns(table)
+            },
+            "indexes": {
+                ix["name"]: (tuple(ix["column_names"]), bool(ix["unique"]))
+                for ix in inspector.get_indexes(table)
+            },
+        }
+    return found
+
+
+def rows(engine: sa.Engine) -> dict[str, list[tuple]]:
+    """Every row of every table, in primary-key order, keyed by table name."""
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    dump = {}
+    with engine.connect() as conn:
+        for table in meta.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            dump[table.name] = [tuple(r._mapping.items()) for r in conn.execute(sa.select(table).order_by(*order))]
+    return dump

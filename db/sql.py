@@ -23,7 +23,11 @@ def _insert(conn: Connection, table: Table):
 
 
 def insert_or_ignore(conn: Connection, table: Table):
-    """INSERT that does nothing for a row whose key already exists."""
+    """INSERT that does nothing for a row whose key already exists.
+
+    To learn whether the row went in, add `.returning(column)` and test `.first()`:
+    psycopg reports no rowcount (-1) for INSERT ... ON CONFLICT.
+    """
     return _insert(conn, table).on_conflict_do_nothing()
 
 

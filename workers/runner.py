@@ -53,7 +53,7 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, sa.exc.DBAPIError):  # the driver's words, without SQLAlchemy's noise
         exc = exc.orig
     text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, Skipped) and not type(exc).__module__.startswith(("builtins", "tasks", "db")):
+    if not isinstance(exc, Skipped) and not type(exc).__module__.startswith(("tasks", "db")):
         text = f"{type(exc).__name__}: {text}"
     return redact(text)[:MAX_ERROR_CHARS]
 
@@ -141,9 +141,11 @@ def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool
         if taken:
             return True
         inserted = conn.execute(
-            insert_or_ignore(conn, job_leases).values(job=name, owner=owner, expires_at=now + seconds)
-        ).rowcount
-        return inserted == 1
+            insert_or_ignore(conn, job_leases)
+            .values(job=name, owner=owner, expires_at=now + seconds)
+            .returning(job_leases.c.job)
+        ).first()
+        return inserted is not None
 
 
 def release_lease(engine: Engine, name: str, owner: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from db.engine import describe_url
 from db.errors import DatabaseProblem, explain
 
 from .. import config, logs
@@ -68,10 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("proxyos").error("%s", exc)
         return 1
     except sa.exc.DBAPIError as exc:
-        hint = explain(exc, settings.database_url.split("@")[-1])
+        hint = explain(exc, describe_url(settings.database_url))
         if hint is None:
             raise
         logging.getLogger("proxyos").error("%s", hint)
+        return 1
+    except OSError as exc:  # the file system said no: a directory missing, full, read-only
+        where = f" {exc.filename}" if exc.filename else ""
+        logging.getLogger("proxyos").error("cannot use%s: %s", where, exc.strerror or exc)
         return 1
     except KeyboardInterrupt:
         return 130

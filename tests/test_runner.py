@@ -1,0 +1,136 @@
+"""Run history, leases and the periodic scheduler, on real databases."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import sqlalchemy as sa
+
+from db.tables import job_leases, task_runs
+from tasks.outcome import Skipped
+from tasks.redaction import remember
+from workers import config
+from workers.registry import Job, JobContext, discover
+from workers.runner import acquire_lease, release_lease, run_job
+from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
+
+
+def _context(url: str, tmp_path) -> JobContext:
+    settings = config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
+    return JobContext(settings)
+
+
+def _runs(engine, job: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]
+
+
+def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):
+    ctx = _context(any_url, tmp_path)
+    ok = Job("ok-job", "", run=lambda c, o: {"count": 3, "route": o.get("route")})
+    bad = Job("bad-job", "", run=lambda c, o: (_ for _ in ()).throw(ValueError("no route r9")))
+    skip = Job("skip-job", "", run=lambda c, o: (_ for _ in ()).throw(Skipped("nothing to do")))
+
+    assert run_job(ctx, ok, {"route": "r1"}, task_id="t-1").status == "ok"
+    assert run_job(ctx, bad).status == "error"
+    assert run_job(ctx, skip).status == "skipped"
+
+    [ok_run] = _runs(ctx.engine, "ok-job")
+    assert ok_run["status"] == "ok" and ok_run["task_id"] == "t-1"
+    assert json.loads(ok_run["summary"]) == {"count": 3, "route": "r1"}
+    assert ok_run["finished_at"] >= ok_run["started_at"] and ok_run["duration_ms"] >= 0
+    [bad_run] = _runs(ctx.engine, "bad-job")
+    assert bad_run["status"] == "error" and bad_run["error"] == "ValueError: no route r9"
+    [skip_run] = _runs(ctx.engine, "skip-job")
+    assert skip_run["status"] == "skipped" and skip_run["error"] == "nothing to do"
+    ctx.close()
+
+
+def test_secrets_never_reach_task_runs(engine, sqlite_url, tmp_path):
+    ctx = _context(sqlite_url, tmp_path)
+    remember("hunter2-very-secret")
+
+    def leak(_ctx, _options):
+        raise RuntimeError("auth failed with token hunter2-very-secret")
+
+    run_job(ctx, Job("leaky", "", run=lambda c, o: {"token": "hunter2-very-secret"}))
+    run_job(ctx, Job("leaky", "", run=leak))
+    with engine.connect() as conn:
+        dump = json.dumps([list(r) for r in conn.execute(sa.select(task_runs))])
+    assert "hunter2-very-secret" not in dump and "[redacted]" in dump
+    ctx.close()
+
+
+def test_an_exclusive_job_runs_once_at_a_time(any_engine, any_url, tmp_path):
+    ctx = _context(any_url, tmp_path)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(_ctx, _options):
+        started.set()
+        assert release.wait(30)
+        return {}
+
+    job = Job("slow", "", run=slow)
+    first = threading.Thread(target=run_job, args=(ctx, job))
+    first.start()
+    assert started.wait(30)
+    second = run_job(ctx, job)
+    release.set()
+    first.join()
+    assert second.status == "skipped" and "in progress" in second.error
+    statuses = sorted(r["status"] for r in _runs(ctx.engine, "slow"))
+    assert statuses == ["ok", "skipped"]
+    with ctx.engine.connect() as conn:  # the lease is released afterwards
+        assert conn.execute(sa.select(sa.func.count()).select_from(job_leases)).scalar() == 0
+    ctx.close()
+
+
+def test_an_expired_lease_is_taken_over(any_engine):
+    assert acquire_lease(any_engine, "j", "crashed-worker", seconds=-1)  # already expired
+    assert acquire_lease(any_engine, "j", "next-worker", seconds=60)
+    assert not acquire_lease(any_engine, "j", "third", seconds=60)
+    release_lease(any_engine, "j", "crashed-worker")  # a late release by the old owner
+    assert not acquire_lease(any_engine, "j", "third", seconds=60)
+    release_lease(any_engine, "j", "next-worker")
+    assert acquire_lease(any_engine, "j", "third", seconds=60)
+
+
+def test_each_tick_is_claimed_once_across_schedulers(any_engine):
+    claims = [claim_tick(any_engine, "ingest", 100) for _ in range(3)]
+    assert claims == [True, False, False]
+    assert claim_tick(any_engine, "ingest", 105)
+    assert not claim_tick(any_engine, "ingest", 100)  # a late scheduler cannot go back
+
+
+def test_schedulers_racing_enqueue_each_tick_once(any_engine):
+    now = [1_000_020.0]
+    enqueued: list[str] = []
+    lock = threading.Lock()
+
+    def enqueue(name):
+        with lock:
+            enqueued.append(name)
+
+    jobs = [Job("every5", "", run=lambda c, o: None, every=5), Job("every60", "", run=lambda c, o: None, every=60)]
+    schedulers = [PeriodicScheduler(any_engine, jobs, enqueue, clock=lambda: now[0]) for _ in range(3)]
+    for step in range(30):  # 30 seconds of ticks, every scheduler polling every second
+        now[0] = 1_000_020.0 + step
+        threads = [threading.Thread(target=s.tick) for s in schedulers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert enqueued.count("every5") == 6  # ticks at +0, +5, ..., +25
+    assert enqueued.count("every60") == 1
+    assert current_tick(5, 1_000_023.9) == 1_000_020
+
+
+def test_registered_jobs_have_help_and_examples():
+    jobs = discover()
+    assert "backup" in jobs
+    for job in jobs.values():
+        assert job.help
+        if not job.hidden:
+            assert job.example.startswith("proxyos-worker"), job.name

@@ -1,0 +1,50 @@
+"""Named counters in `traffic_state`: the last ingest sequence number handed out and
+the aggregation watermark. Updated only inside the write transaction that depends on
+them, so they commit (or not) together with the rows they describe."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from db.sql import insert_or_ignore
+from db.tables_traffic import traffic_state
+
+INGEST_SEQ = "ingest_seq"  # the highest access_log.seq handed out (and committed)
+AGGREGATED_SEQ = "aggregated_seq"  # every row with seq <= this is in traffic_metrics
+
+
+class ConcurrentChange(RuntimeError):
+    """Another run moved a counter this transaction relied on; it was rolled back."""
+
+
+def ensure(conn: Connection, name: str) -> None:
+    conn.execute(insert_or_ignore(conn, traffic_state).values(name=name, value=0))
+
+
+def read(conn: Connection, name: str) -> int:
+    value = conn.execute(
+        sa.select(traffic_state.c.value).where(traffic_state.c.name == name)
+    ).scalar()
+    return int(value or 0)
+
+
+def allocate(conn: Connection, name: str, count: int) -> int:
+    """Hand out `count` numbers after the counter; returns the first. The row stays
+    locked until commit, so numbers become visible in the order they were handed out."""
+    conn.execute(
+        sa.update(traffic_state)
+        .where(traffic_state.c.name == name)
+        .values(value=traffic_state.c.value + count)
+    )
+    return read(conn, name) - count + 1
+
+
+def compare_and_set(conn: Connection, name: str, expected: int, new: int) -> None:
+    changed = conn.execute(
+        sa.update(traffic_state)
+        .where(traffic_state.c.name == name, traffic_state.c.value == expected)
+        .values(value=new)
+    ).rowcount
+    if changed != 1:
+        raise ConcurrentChange(f"traffic_state.{name} moved from {expected} during this run")

@@ -1,0 +1,100 @@
+"""The traffic jobs: ingest (every 5 s), aggregate (every minute), prune (hourly)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from db.tables_traffic import traffic_ingest_position
+from tasks.traffic.aggregate import aggregate, pending
+from tasks.traffic.ingest import ingest
+from tasks.traffic.prune import prune
+from tasks.traffic.retention import rules
+
+from .. import settings_traffic
+from ..registry import Job, JobContext
+
+
+def _run_ingest(ctx: JobContext, _options: dict) -> dict:
+    s = settings_traffic.load(ctx.settings.env)
+    return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock)
+
+
+def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
+    s = settings_traffic.load(ctx.settings.env)
+    return aggregate(ctx.engine, batch_rows=s.aggregate_batch, clock=ctx.clock)
+
+
+def _run_prune(ctx: JobContext, _options: dict) -> dict:
+    s = settings_traffic.load(ctx.settings.env)
+    return prune(ctx.engine, rules(s.retention), now=ctx.clock(), pacing=s.pacing)
+
+
+def _ingest_status(ctx: JobContext) -> dict:
+    s = settings_traffic.load(ctx.settings.env)
+    pos = traffic_ingest_position
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(pos).where(pos.c.source == str(s.access_log))
+        ).mappings().first()
+    out: dict = {"access_log": str(s.access_log)}
+    try:
+        size = s.access_log.stat().st_size
+    except OSError:
+        size = None
+    out["file_bytes"] = size
+    if row is not None:
+        out.update(
+            read_offset=row["read_offset"],
+            lines=row["lines"],
+            malformed=row["malformed"],
+            unmatched=row["unmatched"],
+        )
+    return out
+
+
+def _aggregate_status(ctx: JobContext) -> dict:
+    try:
+        watermark, newest = pending(ctx.engine)
+    except sa.exc.OperationalError:  # pragma: no cover - schema not migrated yet
+        return {}
+    return {"aggregated_seq": watermark, "newest_seq": newest, "pending_rows": newest - watermark}
+
+
+def _render(summary) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in summary.items())
+
+
+JOBS = [
+    Job(
+        name="ingest",
+        help="Read new lines of Caddy's JSON access log (PROXYOS_ACCESS_LOG) into access_log.",
+        run=_run_ingest,
+        every=5.0,
+        lease_seconds=300.0,
+        example="PROXYOS_ACCESS_LOG=/data/proxyos/access.log proxyos-worker run-once ingest",
+        status=_ingest_status,
+        check_settings=settings_traffic.load,
+        render=_render,
+    ),
+    Job(
+        name="aggregate",
+        help="Count every new access_log row into traffic_metrics 1m/1h/1d buckets, exactly once.",
+        run=_run_aggregate,
+        every=60.0,
+        lease_seconds=900.0,
+        example="proxyos-worker run-once aggregate --json",
+        status=_aggregate_status,
+        check_settings=settings_traffic.load,
+        render=_render,
+    ),
+    Job(
+        name="prune",
+        help="Delete old rows by the retention rules (PROXYOS_RETENTION_*), in short batches.",
+        run=_run_prune,
+        every=3600.0,
+        lease_seconds=3600.0,
+        example="PROXYOS_RETENTION_ACCESS_LOG_DAYS=3 proxyos-worker run-once prune",
+        check_settings=settings_traffic.load,
+        render=_render,
+    ),
+]

@@ -1,0 +1,57 @@
+"""The traffic jobs' settings, from environment variables (checked at start-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.traffic.prune import MAX_BATCH, Pacing
+from tasks.traffic.retention import Retention
+
+from .config import ConfigError, env_float, env_int, env_str
+
+DEFAULT_ACCESS_LOG = "/data/proxyos/access.log"
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    access_log: Path
+    ingest_batch: int
+    aggregate_batch: int
+    retention: Retention
+    pacing: Pacing
+
+
+def _days(env: Mapping[str, str], name: str, default: float) -> float:
+    return env_float(env, f"PROXYOS_RETENTION_{name}_DAYS", default, minimum=0.0)
+
+
+def load(env: Mapping[str, str]) -> TrafficSettings:
+    batch = env_int(env, "PROXYOS_PRUNE_BATCH", MAX_BATCH, minimum=1)
+    if batch > MAX_BATCH:
+        accepted = f"a whole number from 1 to {MAX_BATCH}"
+        raise ConfigError("PROXYOS_PRUNE_BATCH", str(batch), accepted)
+    retention = Retention(
+        access_log_days=_days(env, "ACCESS_LOG", 7),
+        access_log_per_route=env_int(env, "PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE", 0),
+        health_keep=env_int(env, "PROXYOS_RETENTION_HEALTH_CHECKS_KEEP", 100, minimum=1),
+        health_days=_days(env, "HEALTH_CHECKS", 30),
+        metrics_days={
+            "1m": _days(env, "METRICS_1M", 14),
+            "1h": _days(env, "METRICS_1H", 400),
+            "1d": _days(env, "METRICS_1D", 0),
+        },
+        task_runs_days=_days(env, "TASK_RUNS", 30),
+    )
+    return TrafficSettings(
+        access_log=Path(env_str(env, "PROXYOS_ACCESS_LOG", DEFAULT_ACCESS_LOG)),
+        ingest_batch=env_int(env, "PROXYOS_TRAFFIC_INGEST_BATCH", 5000, minimum=1),
+        aggregate_batch=env_int(env, "PROXYOS_TRAFFIC_AGGREGATE_BATCH", 50_000, minimum=1),
+        retention=retention,
+        pacing=Pacing(
+            batch=batch,
+            pause_ms=env_float(env, "PROXYOS_PRUNE_PAUSE_MS", 20.0),
+            checkpoint_rows=env_int(env, "PROXYOS_PRUNE_CHECKPOINT_ROWS", 10_000),
+        ),
+    )

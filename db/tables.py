@@ -270,6 +270,16 @@ certificates = Table(
     c("route_id"),
     c("created_at", INT, nn=True),
     c("updated_at", INT, nn=True),
+    # The workers' lifecycle columns (migration 0004).
+    c("names"),  # JSON list: domain + aliases the certificate covers
+    c("last_error"),
+    c("next_attempt_at", INT),
+    c("failures", INT, nn=True, default=0),
+    c("renew_at", INT),
+    c("ari_cert_id"),
+    c("ari_next_check_at", INT),
+    c("lease_owner"),
+    c("lease_expires_at", Float),
 )
 
 sso_providers = Table(

@@ -1,0 +1,33 @@
+"""The certificate worker's own tables (migration 0004). The new `certificates` columns
+live with that table in `db/tables.py`."""
+
+from __future__ import annotations
+
+from sqlalchemy import Table
+
+from db.tables import INT, c, metadata
+
+# The ACME account's private key (PEM; `enc:v2:` encrypted with PROXYOS_SECRET when it is
+# set), kept in the database so that it survives restarts and is part of every backup.
+acme_account_keys = Table(
+    "acme_account_keys",
+    metadata,
+    c("account_id", pk=True),
+    c("key_pem", nn=True),
+    c("account_uri"),
+    c("updated_at", INT, nn=True),
+)
+
+# Every TXT value published for a challenge, until it is removed again: a worker that is
+# killed mid-order leaves a row here, and the next attempt cleans the value up.
+cert_dns_records = Table(
+    "cert_dns_records",
+    metadata,
+    c("id", pk=True),
+    c("certificate_id", nn=True),
+    c("provider_id", nn=True),
+    c("fqdn", nn=True),
+    c("zone", nn=True),
+    c("value", nn=True),
+    c("created_at", INT, nn=True),
+)

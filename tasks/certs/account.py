@@ -1,0 +1,182 @@
+"""The ACME account per (directory, e-mail): created once, its key kept in the database
+(`acme_account_keys`, encrypted with PROXYOS_SECRET when set) and recorded in
+`acme_accounts`. `AcmeSession` fetches the directory and the account once per run and
+hands each worker thread its own client (nonces are per connection)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import josepy as jose
+import requests
+import sqlalchemy as sa
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.sql import insert_or_ignore
+from db.tables import acme_accounts
+from db.tables_certs import acme_account_keys
+from tasks.redaction import remember
+
+from .acme_errors import call
+from .acme_log import quiet_acme_logging
+from .credentials import decrypt, encrypt
+from .errors import CertError
+from .settings import CertSettings
+
+log = logging.getLogger("proxyos.certs.account")
+USER_AGENT = "proxyos-workers (acme-python)"
+
+
+@dataclass
+class AcmeSession:
+    directory_url: str
+    directory: messages.Directory
+    key: jose.JWK
+    regr: messages.RegistrationResource
+    account_id: str
+    verify: bool | str
+
+    def client(self) -> acme_client.ClientV2:
+        net = acme_client.ClientNetwork(
+            self.key,
+            account=self.regr,
+            alg=jose.ES256,
+            verify_ssl=self.verify,
+            user_agent=USER_AGENT,
+        )
+        return acme_client.ClientV2(self.directory, net)
+
+    @property
+    def offers_ari(self) -> bool:
+        return "renewalInfo" in self.directory.to_partial_json()
+
+
+def account_id_for(directory_url: str, email: str) -> str:
+    digest = hashlib.sha256(f"{directory_url}\n{email}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:21]
+
+
+def _load_or_create_key(
+    engine: Engine, settings: CertSettings, directory_url: str, now: int
+) -> tuple[str, jose.JWK, str | None]:
+    with write_transaction(engine) as conn:
+        row = conn.execute(
+            sa.select(acme_accounts.c.id)
+            .where(
+                acme_accounts.c.acme_url == directory_url, acme_accounts.c.email == settings.email
+            )
+            .order_by(acme_accounts.c.created_at)
+        ).first()
+        account_id = row.id if row else account_id_for(directory_url, settings.email)
+        if row is None:
+            conn.execute(
+                insert_or_ignore(conn, acme_accounts).values(
+                    id=account_id,
+                    email=settings.email,
+                    provider=settings.ca_label,
+                    acme_url=directory_url,
+                    created_at=now,
+                )
+            )
+        stored = (
+            conn.execute(
+                sa.select(acme_account_keys).where(acme_account_keys.c.account_id == account_id)
+            )
+            .mappings()
+            .first()
+        )
+        if stored is None:
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+            value = encrypt(pem, settings.secret) if settings.secret else pem
+            conn.execute(
+                insert_or_ignore(conn, acme_account_keys).values(
+                    account_id=account_id, key_pem=value, updated_at=now
+                )
+            )
+            stored = (
+                conn.execute(
+                    sa.select(acme_account_keys).where(acme_account_keys.c.account_id == account_id)
+                )
+                .mappings()
+                .first()
+            )
+    pem = decrypt(stored["key_pem"], settings.secret, f"the key of ACME account {account_id}")
+    remember(pem)
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return account_id, jose.JWKEC(key=key), stored["account_uri"]
+
+
+def open_session(
+    engine: Engine, settings: CertSettings, directory_url: str, now: int
+) -> AcmeSession:
+    """Directory + account, registering the account at the CA the first time."""
+    quiet_acme_logging()
+    account_id, key, uri = _load_or_create_key(engine, settings, directory_url, now)
+    verify: bool | str = settings.ca_bundle or True
+    net = acme_client.ClientNetwork(key, alg=jose.ES256, verify_ssl=verify, user_agent=USER_AGENT)
+    try:
+        directory = acme_client.ClientV2.get_directory(directory_url, net)
+    except requests.exceptions.SSLError:
+        raise CertError(
+            f"TLS verification of the ACME directory {directory_url} failed: for a private CA "
+            "set PROXYOS_ACME_CA_BUNDLE to its root certificate"
+        ) from None
+    except (requests.RequestException, acme_errors.Error, ValueError) as exc:
+        raise CertError(
+            f"cannot read the ACME directory {directory_url}: {type(exc).__name__}"
+        ) from None
+    client = acme_client.ClientV2(directory, net)
+    regr = _register(client, key, settings, directory)
+    if regr.uri != uri:
+        with write_transaction(engine) as conn:
+            conn.execute(
+                acme_account_keys.update()
+                .where(acme_account_keys.c.account_id == account_id)
+                .values(account_uri=regr.uri, updated_at=now)
+            )
+    return AcmeSession(directory_url, directory, key, regr, account_id, verify)
+
+
+def _register(client, key, settings: CertSettings, directory) -> messages.RegistrationResource:
+    """newAccount with our key: creates the account, or finds the existing one (RFC 8555
+    7.3.1), so a lost account URI or a CA that forgot us is never a problem."""
+    eab = None
+    if settings.eab_kid and settings.eab_hmac_key:
+        remember(settings.eab_hmac_key)
+        eab = messages.ExternalAccountBinding.from_data(
+            account_public_key=key.public_key(),
+            kid=settings.eab_kid,
+            hmac_key=settings.eab_hmac_key,
+            directory=directory,
+        )
+    elif client.external_account_required():
+        raise CertError(
+            "the CA requires external account binding: set PROXYOS_ACME_EAB_KID and "
+            "PROXYOS_ACME_EAB_HMAC_KEY"
+        )
+    fields = {"terms_of_service_agreed": True}
+    if settings.email:
+        fields["email"] = settings.email
+    if eab:
+        fields["external_account_binding"] = eab
+    registration = messages.NewRegistration.from_data(**fields)
+    try:
+        return call(client.new_account, registration, what="creating the ACME account")
+    except acme_errors.ConflictError as exc:
+        regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+        client.net.account = regr
+        return regr

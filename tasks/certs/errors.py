@@ -1,0 +1,32 @@
+"""Errors a person can act on. Their messages name what failed and what to check, and
+never carry a secret (they end up in `certificates.last_error` and `task_runs`)."""
+
+from __future__ import annotations
+
+
+class CertError(Exception):
+    """One certificate could not be issued; `retry_at` is a CA-given earliest retry."""
+
+    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class ConfigurationError(CertError):
+    """The DNS provider row or its credentials are unusable."""
+
+
+class ProviderError(CertError):
+    """The DNS provider refused or failed to change a record."""
+
+
+class PropagationTimeout(CertError):
+    """A nameserver did not serve the challenge value in time."""
+
+
+class HeldBack(CertError):
+    """Issuing now would exceed a CA rate limit; not a failure, a postponement."""
+
+
+class LeaseLost(CertError):
+    """Another worker took over this certificate (our lease expired)."""

@@ -1,0 +1,365 @@
+"""Issuing (or renewing) one certificate, end to end: lease, provider, order, files,
+rows, audit, issuance log, deploy hook, clean-up. Every failure is recorded on the row
+with a message a person can act on and a next attempt time; nothing raises past here
+except programming errors in the caller."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.sql import new_id
+from db.tables import (
+    acme_accounts,
+    audit_log,
+    cert_issuance_log,
+    certificates,
+    dns_providers,
+    routes,
+)
+from tasks.redaction import redact
+
+from . import policy, providers
+from .account import AcmeSession, open_session
+from .ari import cert_id as ari_cert_id
+from .credentials import load_credentials
+from .errors import CertError, ConfigurationError, HeldBack
+from .files import write_certificate
+from .hook import run_deploy_hook
+from .keys import leaf_of, validity
+from .lease import Lease, new_owner
+from .order import OrderFlow
+from .propagation import Checker
+from .records import DbJournal, clean_leftovers
+from .settings import CertSettings
+from .sync import cert_names
+
+log = logging.getLogger("proxyos.certs.issue")
+
+
+@dataclass
+class Outcome:
+    cert_id: str
+    domain: str
+    result: str  # issued | renewed | failed | held | busy
+    error: str | None = None
+    expires_at: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {})}
+
+
+class Sessions:
+    """One ACME session per directory for a whole run, shared by the worker threads."""
+
+    def __init__(self, engine: Engine, settings: CertSettings, clock: Callable[[], float]) -> None:
+        self.engine, self.settings, self.clock = engine, settings, clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, AcmeSession | CertError] = {}
+
+    def get(self, directory_url: str) -> AcmeSession:
+        with self._lock:
+            if directory_url not in self._sessions:
+                try:
+                    self._sessions[directory_url] = open_session(
+                        self.engine, self.settings, directory_url, int(self.clock())
+                    )
+                except CertError as exc:
+                    self._sessions[directory_url] = exc
+            found = self._sessions[directory_url]
+        if isinstance(found, CertError):
+            raise CertError(str(found))
+        return found
+
+
+def build_provider(conn, provider_id: str | None, settings: CertSettings, route_domain: str):
+    if not provider_id:
+        raise ConfigurationError(
+            f"route {route_domain} uses tls_mode dns but has no DNS provider (tls_dns_provider_id)"
+        )
+    row = conn.execute(sa.select(dns_providers).where(dns_providers.c.id == provider_id)).first()
+    if row is None:
+        raise ConfigurationError(
+            f"DNS provider {provider_id} of route {route_domain} does not exist"
+        )
+    if not row.enabled:
+        raise ConfigurationError(f"DNS provider {row.name!r} of route {route_domain} is disabled")
+    cls = providers.get(row.type)
+    credentials = load_credentials(row.credentials, settings.secret, row.name)
+    return cls(credentials, name=row.name, api_url=settings.api_urls.get(row.type))
+
+
+def issue_certificate(
+    engine: Engine,
+    settings: CertSettings,
+    sessions: Sessions,
+    cert_id: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    owner: str | None = None,
+    checker_factory: Callable[[], Checker] | None = None,
+) -> Outcome:
+    lease = Lease(engine, cert_id, owner or new_owner(), settings.lease_seconds, clock)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+    if row is None:
+        return Outcome(cert_id, "?", "failed", f"certificate {cert_id} does not exist")
+    if not lease.acquire():
+        return Outcome(cert_id, row.domain, "busy", "another worker is issuing this certificate")
+    try:
+        return _issue_leased(engine, settings, sessions, lease, clock, checker_factory)
+    finally:
+        lease.release()
+
+
+def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_factory) -> Outcome:
+    cert_id = lease.cert_id
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+        route = (
+            conn.execute(sa.select(routes).where(routes.c.id == row.route_id)).first()
+            if row.route_id
+            else None
+        )
+    names = cert_names(row)
+    renewal = row.issued_at is not None
+    try:
+        if route is None:
+            raise ConfigurationError(
+                f"certificate {row.domain} has no route; it cannot be issued through DNS-01"
+            )
+        if not (route.enabled and route.tls_mode == "dns"):
+            raise ConfigurationError(
+                f"route {route.domain} no longer uses tls_mode dns; not issuing"
+            )
+        provider_cache: dict = {}
+
+        def provider_for(provider_id: str):
+            if provider_id not in provider_cache:
+                with engine.connect() as conn:
+                    provider_cache[provider_id] = build_provider(
+                        conn, provider_id, settings, route.domain
+                    )
+            return provider_cache[provider_id]
+
+        clean_leftovers(engine, cert_id, provider_for)
+        provider = provider_for(route.tls_dns_provider_id)
+        now = clock()
+        if not renewal:
+            _check_rate_limit(engine, settings, names[0], now)
+        if renewal:
+            _set(engine, cert_id, status="renewing", updated_at=int(now))
+        session = sessions.get(settings.directory_for(route.tls_mode))
+        checker = (
+            checker_factory()
+            if checker_factory
+            else Checker(settings.resolvers, settings.nameserver_port)
+        )
+        flow = OrderFlow(
+            session.client(),
+            session.key,
+            provider,
+            checker,
+            DbJournal(engine, cert_id, route.tls_dns_provider_id, clock),
+            key_type=settings.key_type,
+            propagation_timeout=settings.propagation_timeout,
+            order_timeout=settings.order_timeout,
+            heartbeat=lease.extend,
+        )
+        replaces = row.ari_cert_id if (renewal and session.offers_ari) else None
+        result = flow.obtain(names, replaces=replaces)
+        lease.extend(force=True)  # still ours: nobody else is writing these files
+    except HeldBack as exc:
+        return _held(engine, row, str(exc), exc.retry_at, clock)
+    except CertError as exc:
+        return _failed(engine, row, str(exc), exc.retry_at, clock)
+    except Exception as exc:  # a bug or an unexpected library error: record it, go on
+        log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
+        return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
+    return _store(engine, settings, session, row, names, route, result, renewal, clock)
+
+
+def _set(engine: Engine, cert_id: str, **values) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(certificates.update().where(certificates.c.id == cert_id).values(**values))
+
+
+def _check_rate_limit(engine: Engine, settings: CertSettings, domain: str, now: float) -> None:
+    registered = policy.registered_domain(domain)
+    with engine.connect() as conn:
+        count, frees_at = policy.issued_last_week(conn, registered, settings.ca_label, now)
+    if count >= settings.weekly_limit:
+        raise HeldBack(
+            f"held back: {count} certificates for {registered} were issued in the last 7 days "
+            f"(limit {settings.weekly_limit} per registered domain per week); next attempt when "
+            "the oldest leaves the window",
+            retry_at=frees_at,
+        )
+
+
+def _audit(conn, action: str, row, now: int, detail: dict) -> None:
+    conn.execute(
+        audit_log.insert().values(
+            id=new_id(),
+            action=action,
+            resource_type="certificate",
+            resource_id=row.id,
+            resource_name=row.domain,
+            actor="worker",
+            detail=json.dumps(detail, sort_keys=True),
+            created_at=now,
+        )
+    )
+
+
+def _held(engine, row, reason: str, retry_at: float | None, clock) -> Outcome:
+    now = int(clock())
+    _set(
+        engine,
+        row.id,
+        last_error=redact(reason),
+        next_attempt_at=int(retry_at or now + policy.DAY),
+        updated_at=now,
+    )
+    log.warning("certificate %s %s", row.domain, redact(reason))
+    return Outcome(row.id, row.domain, "held", redact(reason))
+
+
+def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome:
+    now = int(clock())
+    message = redact(message)[:1000]
+    failures = (row.failures or 0) + 1
+    next_attempt = now + policy.backoff_seconds(failures)
+    if retry_at:
+        next_attempt = max(next_attempt, int(retry_at))
+    status = "expired" if row.expires_at and row.expires_at <= now else "error"
+    with write_transaction(engine) as conn:
+        conn.execute(
+            certificates.update()
+            .where(certificates.c.id == row.id)
+            .values(
+                status=status,
+                last_error=message,
+                failures=failures,
+                next_attempt_at=next_attempt,
+                updated_at=now,
+            )
+        )
+        _audit(
+            conn,
+            "cert.failed",
+            row,
+            now,
+            {"error": message, "failures": failures, "next_attempt_at": next_attempt},
+        )
+    log.error(
+        "certificate %s failed (attempt %d, next %s): %s",
+        row.domain,
+        failures,
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(next_attempt)),
+        message,
+    )
+    return Outcome(row.id, row.domain, "failed", message)
+
+
+def _store(
+    engine, settings: CertSettings, session: AcmeSession, row, names, route, result, renewal, clock
+) -> Outcome:
+    leaf = leaf_of(result.fullchain_pem)
+    issued_at, expires_at = validity(leaf)
+    chain_path, key_path = write_certificate(
+        settings.cert_dir, names[0], result.fullchain_pem, result.key_pem
+    )
+    now = int(clock())
+    try:
+        ident = ari_cert_id(leaf)
+    except Exception:  # noqa: BLE001 - a CA without AKI: no ARI for this one
+        ident = None
+    action = "cert.renewed" if renewal else "cert.issued"
+    with write_transaction(engine) as conn:
+        conn.execute(
+            certificates.update()
+            .where(certificates.c.id == row.id)
+            .values(
+                status="active",
+                issued_at=issued_at,
+                expires_at=expires_at,
+                last_renewed_at=now,
+                last_error=None,
+                failures=0,
+                next_attempt_at=None,
+                renew_at=policy.renew_at(issued_at, expires_at),
+                ari_cert_id=ident,
+                ari_next_check_at=now if session.offers_ari else None,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            cert_issuance_log.insert().values(
+                id=new_id(),
+                domain=names[0],
+                registered_domain=policy.registered_domain(names[0]),
+                provider=settings.ca_label,
+                method="dns01",
+                issued_at=now,
+                expires_at=expires_at,
+            )
+        )
+        conn.execute(
+            acme_accounts.update()
+            .where(acme_accounts.c.id == session.account_id)
+            .values(
+                certs_count=acme_accounts.c.certs_count + 1,
+            )
+        )
+        _audit(
+            conn,
+            action,
+            row,
+            now,
+            {
+                "names": names,
+                "expires_at": expires_at,
+                "fullchain": str(chain_path),
+                "replaced": row.ari_cert_id if renewal else None,
+            },
+        )
+    log.info(
+        "certificate %s %s, valid until %s",
+        names[0],
+        action.split(".")[1],
+        time.strftime("%Y-%m-%d", time.gmtime(expires_at)),
+    )
+    outcome = Outcome(
+        row.id,
+        names[0],
+        "renewed" if renewal else "issued",
+        None,
+        expires_at,
+        {k: round(v, 3) for k, v in result.timings.items()},
+    )
+    if settings.deploy_hook:
+        problem = run_deploy_hook(
+            settings.deploy_hook, row.id, names[0], names, chain_path, key_path
+        )
+        if problem:
+            with write_transaction(engine) as conn:
+                conn.execute(
+                    certificates.update()
+                    .where(certificates.c.id == row.id)
+                    .values(last_error=problem, updated_at=now)
+                )
+                _audit(conn, "cert.deploy_failed", row, now, {"error": problem})
+            log.error("certificate %s: %s", names[0], problem)
+            outcome.error = problem
+    return outcome

@@ -1,0 +1,272 @@
+"""One ACME order for all names of a certificate, answered through DNS-01.
+
+publish every TXT value (grouped by challenge name, so apex and wildcard share one
+name) -> wait until every authoritative nameserver serves them -> answer -> poll the
+authorizations (Retry-After honoured) -> finalize with a fresh key -> download the
+chain. Every value published is removed again, on success and on failure; the caller's
+`journal` records each one durably first, so a crash cannot leave one behind unnoticed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import josepy as jose
+from acme import challenges, messages
+from acme import client as acme_client
+from cryptography import x509
+
+from .acme_errors import call, describe
+from .errors import CertError, ProviderError
+from .keys import key_pem, make_csr, new_private_key
+from .propagation import Checker, Zone
+from .providers.base import Provider
+
+log = logging.getLogger("proxyos.certs.order")
+
+
+class NewOrderWithReplaces(messages.NewOrder):
+    """newOrder with RFC 9773's `replaces` (the ARI certificate id it renews)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+class Journal(Protocol):
+    def published(self, fqdn: str, zone: str, value: str) -> None: ...
+    def removed(self, fqdn: str, value: str) -> None: ...
+
+
+@dataclass
+class Challenge:
+    identifier: str
+    authz: messages.AuthorizationResource
+    challb: messages.ChallengeBody
+    fqdn: str
+    zone: Zone
+    value: str
+
+
+@dataclass
+class Result:
+    fullchain_pem: bytes
+    key_pem: bytes
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _post_as_get(client: acme_client.ClientV2, url: str):
+    return client._post_as_get(url)  # noqa: SLF001 - the library has no public POST-as-GET
+
+
+def new_order(client: acme_client.ClientV2, csr_pem: bytes, names: list[str], replaces: str | None):
+    body = NewOrderWithReplaces(
+        identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
+        replaces=replaces,
+    )
+    response = client._post(client.directory["newOrder"], body)  # noqa: SLF001
+    order = messages.Order.from_json(response.json())
+    authzrs = [
+        client._authzr_from_response(_post_as_get(client, url), uri=url)  # noqa: SLF001
+        for url in order.authorizations
+    ]
+    return messages.OrderResource(
+        body=order, uri=response.headers.get("Location"), authorizations=authzrs, csr_pem=csr_pem
+    )
+
+
+def _sleep_until(next_poll: float, deadline: float) -> None:
+    time.sleep(max(0.0, min(next_poll, deadline) - time.monotonic()))
+
+
+def _retry_after(response, fallback: float) -> float:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return fallback
+    when = acme_client.ClientV2.retry_after(response, int(fallback) or 1)
+    return max(0.0, (when - datetime.datetime.now()).total_seconds())
+
+
+class OrderFlow:
+    def __init__(
+        self,
+        client: acme_client.ClientV2,
+        account_key: jose.JWK,
+        provider: Provider,
+        checker: Checker,
+        journal: Journal,
+        *,
+        key_type: str = "ecdsa",
+        propagation_timeout: float = 300.0,
+        order_timeout: float = 180.0,
+        heartbeat: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.account_key = account_key
+        self.provider = provider
+        self.checker = checker
+        self.journal = journal
+        self.key_type = key_type
+        self.propagation_timeout = propagation_timeout
+        self.order_timeout = order_timeout
+        self.heartbeat = heartbeat
+        self.timings: dict[str, float] = {}
+
+    def obtain(self, names: list[str], replaces: str | None = None) -> Result:
+        started = time.monotonic()
+        key = new_private_key(self.key_type)
+        csr = make_csr(key, names)
+        orderr = self._new_order(csr, names, replaces)
+        self.heartbeat()
+        pending = self._challenges(orderr)
+        self.timings["order"] = time.monotonic() - started
+        for round_ in self._rounds(pending):
+            self._validate_round(round_)
+        orderr = self._finalize(orderr)
+        self.timings["total"] = time.monotonic() - started
+        return Result(orderr.fullchain_pem.encode(), key_pem(key), self.timings)
+
+    def _new_order(self, csr: bytes, names: list[str], replaces: str | None):
+        what = "creating the ACME order"
+        if replaces:
+            try:
+                return call(new_order, self.client, csr, names, replaces, what=what)
+            except CertError as exc:
+                log.info("order naming the replaced certificate failed (%s); ordering without", exc)
+        return call(new_order, self.client, csr, names, None, what=what)
+
+    def _challenges(self, orderr) -> list[Challenge]:
+        found = []
+        for authzr in orderr.authorizations:
+            body = authzr.body
+            if body.status == messages.STATUS_VALID:
+                continue  # the CA remembers an earlier validation
+            name = body.identifier.value
+            challb = next(
+                (c for c in body.challenges if isinstance(c.chall, challenges.DNS01)), None
+            )
+            if challb is None:
+                raise CertError(f"the CA offered no dns-01 challenge for {name}")
+            fqdn = self.checker.challenge_target(name)
+            zone = self.checker.zone_of(fqdn)
+            found.append(
+                Challenge(
+                    name, authzr, challb, fqdn, zone, challb.chall.validation(self.account_key)
+                )
+            )
+        return found
+
+    def _rounds(self, pending: list[Challenge]) -> list[list[Challenge]]:
+        if not self.provider.single_value:
+            return [pending] if pending else []
+        by_name: dict[str, list[Challenge]] = {}
+        for ch in pending:
+            by_name.setdefault(ch.fqdn, []).append(ch)
+        depth = max((len(v) for v in by_name.values()), default=0)
+        return [[v[i] for v in by_name.values() if i < len(v)] for i in range(depth)]
+
+    def _validate_round(self, round_: list[Challenge]) -> None:
+        published: list[Challenge] = []
+        try:
+            for ch in round_:
+                self.journal.published(ch.fqdn, ch.zone.name, ch.value)
+                published.append(ch)
+                self.provider.present(ch.fqdn, ch.zone.name, ch.value)
+            t0 = time.monotonic()
+            deadline = t0 + self.propagation_timeout
+            by_name: dict[str, tuple[Zone, set[str]]] = {}
+            for ch in round_:
+                by_name.setdefault(ch.fqdn, (ch.zone, set()))[1].add(ch.value)
+            for fqdn, (zone, values) in by_name.items():
+                self.checker.wait(fqdn, zone, values, deadline, on_poll=self.heartbeat)
+            self.timings["propagation"] = self.timings.get("propagation", 0) + time.monotonic() - t0
+            self.heartbeat()
+            for ch in round_:
+                call(
+                    self.client.answer_challenge,
+                    ch.challb,
+                    ch.challb.chall.response(self.account_key),
+                    what=f"answering the challenge for {ch.identifier}",
+                )
+            self._poll_authorizations(round_)
+        finally:
+            self._cleanup(published)
+
+    def _cleanup(self, published: list[Challenge]) -> None:
+        problems = []
+        for ch in published:
+            try:
+                self.provider.cleanup(ch.fqdn, ch.zone.name, ch.value)
+                self.journal.removed(ch.fqdn, ch.value)
+            except (ProviderError, CertError) as exc:
+                problems.append(str(exc))
+        if problems:
+            log.warning(
+                "could not remove challenge records (retried on the next run): %s",
+                "; ".join(problems),
+            )
+
+    def _poll_authorizations(self, round_: list[Challenge]) -> None:
+        deadline = time.monotonic() + self.order_timeout
+        for ch in round_:
+            delay = 0.05
+            while True:
+                response = call(
+                    _post_as_get,
+                    self.client,
+                    ch.authz.uri,
+                    what=f"polling the authorization of {ch.identifier}",
+                )
+                authz = messages.Authorization.from_json(response.json())
+                if authz.status == messages.STATUS_VALID:
+                    break
+                if authz.status not in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
+                    raise self._authz_failure(ch, authz)
+                if time.monotonic() >= deadline:
+                    raise CertError(
+                        f"the CA did not finish validating {ch.identifier} in {self.order_timeout:.0f} s"
+                    )
+                _sleep_until(time.monotonic() + _retry_after(response, delay), deadline)
+                delay = min(delay * 2, 5.0)
+                self.heartbeat()
+
+    def _authz_failure(self, ch: Challenge, authz: messages.Authorization) -> CertError:
+        for challb in authz.challenges:
+            if challb.error is not None:
+                return describe(challb.error, f"validating {ch.identifier} (TXT {ch.fqdn})")
+        return CertError(f"validating {ch.identifier}: authorization became {authz.status}")
+
+    def _finalize(self, orderr):
+        csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(orderr.csr_pem))
+        what = "finalizing the order"
+        try:
+            response = call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
+        except CertError as exc:
+            if "orderNotReady" not in str(exc):
+                raise
+            response = call(_post_as_get, self.client, orderr.uri, what=what)
+        deadline = time.monotonic() + self.order_timeout
+        delay = 0.05
+        while True:
+            body = messages.Order.from_json(response.json())
+            if body.status == messages.STATUS_VALID and body.certificate:
+                chain = call(
+                    _post_as_get, self.client, body.certificate, what="downloading the certificate"
+                )
+                return orderr.update(body=body, fullchain_pem=chain.text)
+            if body.status == messages.STATUS_INVALID:
+                if body.error is not None:
+                    raise describe(body.error, what)
+                raise CertError(f"{what}: the CA marked the order invalid")
+            if body.status == messages.STATUS_READY:
+                response = call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
+                continue
+            if time.monotonic() >= deadline:
+                raise CertError(f"{what}: the CA did not issue within {self.order_timeout:.0f} s")
+            _sleep_until(time.monotonic() + _retry_after(response, delay), deadline)
+            delay = min(delay * 2, 5.0)
+            self.heartbeat()
+            response = call(_post_as_get, self.client, orderr.uri, what=what)

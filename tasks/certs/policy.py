@@ -1,0 +1,62 @@
+"""When to renew, when to retry, and when to hold back for a CA's rate limit."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import sqlalchemy as sa
+from publicsuffixlist import PublicSuffixList
+from sqlalchemy.engine import Connection
+
+from db.tables import cert_issuance_log
+
+WEEK = 7 * 24 * 3600
+DAY = 24 * 3600
+SHORT_LIFETIME = 10 * DAY
+
+
+def renew_at(issued_at: int, expires_at: int) -> int:
+    """A third of the lifetime left; half of it for lifetimes of 10 days or less."""
+    lifetime = max(0, expires_at - issued_at)
+    left = lifetime / 2 if lifetime <= SHORT_LIFETIME else lifetime / 3
+    return int(expires_at - left)
+
+
+def ari_pick(start: float, end: float, rng: random.Random | None = None) -> int:
+    """A random moment in the CA's suggested window (RFC 9773 4.2)."""
+    rng = rng or random
+    return int(start + rng.uniform(0, max(0.0, end - start)))
+
+
+def backoff_seconds(failures: int, rng: random.Random | None = None) -> int:
+    """About 1 min, 10 min, 100 min, then at most a day; +-20% jitter."""
+    rng = rng or random
+    base = min(60 * 10 ** max(0, failures - 1), DAY)
+    return int(base * rng.uniform(0.8, 1.2)) if base < DAY else int(base * rng.uniform(0.8, 1.0))
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()  # the list shipped in the package: no network
+
+
+def registered_domain(name: str) -> str:
+    name = name.lstrip("*.").rstrip(".").lower()
+    return _psl().privatesuffix(name) or name
+
+
+def issued_last_week(
+    conn: Connection, registered: str, provider: str, now: float
+) -> tuple[int, int | None]:
+    """How many certificates for `registered` this CA issued in the last 7 days, and
+    when the oldest of them leaves the window."""
+    where = (
+        cert_issuance_log.c.registered_domain == registered,
+        cert_issuance_log.c.provider == provider,
+        cert_issuance_log.c.issued_at > now - WEEK,
+    )
+    count, oldest = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(cert_issuance_log.c.issued_at)).where(*where)
+    ).one()
+    return int(count), (int(oldest) + WEEK if oldest is not None else None)

@@ -1,0 +1,164 @@
+"""The `certs` job: sync rows with routes, mark expired ones, refresh ARI windows, and
+issue or renew everything that is due, several certificates at once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.tables import certificates, routes
+
+from . import policy
+from .ari import fetch_window
+from .errors import CertError
+from .issue import Outcome, Sessions, issue_certificate
+from .lease import new_owner
+from .settings import CertSettings
+from .sync import sync_certificates, wants_dns01
+
+log = logging.getLogger("proxyos.certs.sweep")
+
+
+def _candidates(engine: Engine) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(certificates, routes.c.tls_mode)
+            .join(routes, routes.c.id == certificates.c.route_id)
+            .where(certificates.c.source == "dns01", wants_dns01())
+        ).all()
+
+
+def mark_expired(engine: Engine, now: int) -> int:
+    with write_transaction(engine) as conn:
+        return conn.execute(
+            certificates.update()
+            .where(
+                certificates.c.expires_at.is_not(None),
+                certificates.c.expires_at <= now,
+                certificates.c.status.in_(("active", "error", "renewing")),
+            )
+            .values(status="expired", updated_at=now)
+        ).rowcount
+
+
+def due_reason(row, now: float) -> str | None:
+    """Why `row` should be worked on now, or None."""
+    if row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
+        return None
+    if row.next_attempt_at and row.next_attempt_at > now:
+        return None
+    if row.status == "provisioning":
+        return "new"
+    if not row.auto_renew:
+        return None
+    if row.status in ("error", "expired", "renewing"):
+        return "retry" if row.status != "expired" else "expired"
+    if row.status == "active":
+        renew_at = row.renew_at
+        if renew_at is None and row.issued_at and row.expires_at:
+            renew_at = policy.renew_at(row.issued_at, row.expires_at)
+        if renew_at is None or renew_at <= now:
+            return "renewal"
+    return None
+
+
+def refresh_ari(
+    engine: Engine, settings: CertSettings, sessions: Sessions, rows, now: float
+) -> int:
+    """Ask the CA for its renewal window of each active certificate whose check is due."""
+    checked = 0
+    for row in rows:
+        if row.status != "active" or not row.ari_cert_id or not row.auto_renew:
+            continue
+        if row.ari_next_check_at is not None and row.ari_next_check_at > now:
+            continue
+        try:
+            session = sessions.get(settings.directory_for(row.tls_mode))
+        except CertError as exc:
+            log.warning("ARI check skipped: %s", exc)
+            return checked
+        base = session.directory.to_partial_json().get("renewalInfo")
+        if not base:
+            _update(engine, row.id, ari_next_check_at=None)
+            continue
+        try:
+            window = fetch_window(base, row.ari_cert_id, session.verify, now)
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            log.warning(
+                "ARI for %s unavailable (%s); keeping the lifetime rule",
+                row.domain,
+                type(exc).__name__,
+            )
+            _update(engine, row.id, ari_next_check_at=int(now + 3600))
+            continue
+        _update(
+            engine,
+            row.id,
+            renew_at=policy.ari_pick(window.start, window.end),
+            ari_next_check_at=int(now + window.retry_after),
+        )
+        checked += 1
+    return checked
+
+
+def _update(engine: Engine, cert_id: str, **values) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(certificates.update().where(certificates.c.id == cert_id).values(**values))
+
+
+def run_sweep(
+    engine: Engine,
+    settings: CertSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    checker_factory=None,
+    sessions: Sessions | None = None,
+) -> dict:
+    now = clock()
+    synced = sync_certificates(engine, int(now))
+    expired = mark_expired(engine, int(now))
+    sessions = sessions or Sessions(engine, settings, clock)
+    rows = _candidates(engine)
+    ari_checked = refresh_ari(engine, settings, sessions, rows, now)
+    rows = _candidates(engine)
+    due = [(row, reason) for row in rows if (reason := due_reason(row, now))]
+    owner = new_owner()
+    outcomes: list[Outcome] = []
+    if due:
+        with ThreadPoolExecutor(
+            max_workers=max(1, settings.concurrency), thread_name_prefix="cert"
+        ) as pool:
+            futures = [
+                pool.submit(
+                    issue_certificate,
+                    engine,
+                    settings,
+                    sessions,
+                    row.id,
+                    clock=clock,
+                    owner=owner,
+                    checker_factory=checker_factory,
+                )
+                for row, _ in due
+            ]
+            outcomes = [f.result() for f in futures]
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    return {
+        "created": len(synced.created),
+        "names_changed": len(synced.updated),
+        "route_problems": list(synced.problems.values()),
+        "expired": expired,
+        "ari_checked": ari_checked,
+        "due": len(due),
+        **counts,
+        "certificates": [o.as_dict() for o in outcomes],
+    }

@@ -1,0 +1,104 @@
+"""Fixtures for the certificate tests: one BIND 9 and one Pebble per test session (on
+free loopback ports, torn down afterwards), and per test a migrated database with a DNS
+provider row and settings that point the worker at them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servers import Bind, Pebble, start_bind, start_pebble  # noqa: E402
+
+from db.engine import write_transaction  # noqa: E402
+from db.sql import new_id  # noqa: E402
+from db.tables import dns_providers, routes  # noqa: E402
+from tasks.certs.credentials import encrypt  # noqa: E402
+from tasks.certs.settings import CertSettings  # noqa: E402
+
+SECRET = "test-proxyos-secret-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def bind(tmp_path_factory) -> Iterator[Bind]:
+    server = start_bind(tmp_path_factory.mktemp("bind"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory, bind: Bind) -> Iterator[Pebble]:
+    server = start_pebble(tmp_path_factory.mktemp("pebble"), bind.resolver_port)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, bind: Bind, pebble: Pebble) -> CertSettings:
+    return CertSettings(
+        directory=pebble.directory,
+        email="admin@example.test",
+        ca_bundle=str(pebble.ca_bundle),
+        cert_dir=tmp_path / "certs",
+        resolvers=(("127.0.0.1", bind.port),),
+        nameserver_port=bind.port,
+        secret=SECRET,
+        propagation_timeout=20.0,
+        order_timeout=60.0,
+        lease_seconds=60.0,
+    )
+
+
+@pytest.fixture
+def cert_env(tmp_path: Path, worker_env: dict, bind: Bind, pebble: Pebble) -> dict:
+    """Environment for `proxyos-worker` subprocesses pointed at BIND and Pebble."""
+    env = dict(worker_env)
+    env.update(
+        PROXYOS_ACME_DIRECTORY=pebble.directory,
+        PROXYOS_ACME_CA_BUNDLE=str(pebble.ca_bundle),
+        PROXYOS_ACME_EMAIL="admin@example.test",
+        PROXYOS_CERT_DIR=str(tmp_path / "certs"),
+        PROXYOS_DNS_RESOLVERS=f"127.0.0.1:{bind.port}",
+        PROXYOS_DNS_NAMESERVER_PORT=str(bind.port),
+        PROXYOS_DNS_PROPAGATION_TIMEOUT="20",
+        PROXYOS_SECRET=SECRET,
+    )
+    return env
+
+
+def unique(zone: str = "example.test") -> str:
+    return f"t{secrets.token_hex(4)}.{zone}"
+
+
+def add_provider(engine, credentials: dict | str, type_: str = "rfc2136", fmt: str = "v2",
+                 name: str = "bind") -> str:
+    text = credentials if isinstance(credentials, str) else json.dumps(credentials)
+    if fmt == "v2":
+        text = encrypt(text, SECRET)
+    elif fmt == "v1":
+        text = encrypt(text, SECRET, version="enc:v1:")
+    provider_id = new_id()
+    with write_transaction(engine) as conn:
+        conn.execute(dns_providers.insert().values(
+            id=provider_id, name=name, type=type_, credentials=text, enabled=1, created_at=int(time.time())))
+    return provider_id
+
+
+def add_route(engine, domain: str, provider_id: str | None, aliases: list[str] | None = None,
+              tls_mode: str = "dns") -> str:
+    route_id = new_id()
+    now = int(time.time())
+    with write_transaction(engine) as conn:
+        conn.execute(routes.insert().values(
+            id=route_id, name=domain, domain=domain, upstream_type="http",
+            upstreams=json.dumps([{"address": "127.0.0.1:8080"}]), tls_mode=tls_mode,
+            tls_dns_provider_id=provider_id, aliases=json.dumps(aliases) if aliases else None,
+            created_at=now, updated_at=now))
+    return route_id

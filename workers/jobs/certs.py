@@ -1,0 +1,175 @@
+"""Certificates through ACME DNS-01: the hourly `certs` sweep and the on-demand `issue`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tasks.certs import providers
+from tasks.certs.issue import Sessions, issue_certificate
+from tasks.certs.keys import KEY_TYPES
+from tasks.certs.settings import LETSENCRYPT, CertSettings
+from tasks.certs.sweep import run_sweep
+from tasks.certs.sync import sync_certificates
+from tasks.outcome import Skipped
+from tasks.redaction import remember
+
+from ..config import ConfigError, env_choice, env_float, env_int, env_str
+from ..registry import Job, JobContext, Option
+
+HOUR = 3600.0
+
+
+def _resolvers(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
+    raw = env_str(env, "PROXYOS_DNS_RESOLVERS")
+    if not raw:
+        return ()
+    found = []
+    for item in raw.replace(",", " ").split():
+        host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+        host = host or item
+        try:
+            found.append((host.strip("[]"), int(port) if port else 53))
+        except ValueError:
+            raise ConfigError("PROXYOS_DNS_RESOLVERS", raw, "addresses like 1.1.1.1 or 127.0.0.1:5353") from None
+    ports = {p for _, p in found}
+    if len(ports) > 1:
+        raise ConfigError("PROXYOS_DNS_RESOLVERS", raw, "resolvers that share one port")
+    return tuple(found)
+
+
+def cert_settings(env: Mapping[str, str]) -> CertSettings:
+    """Read and check every certificate setting (ConfigError on the first bad one)."""
+    directory = env_str(env, "PROXYOS_ACME_DIRECTORY", LETSENCRYPT)
+    if not directory.startswith(("https://", "http://")):
+        raise ConfigError("PROXYOS_ACME_DIRECTORY", directory, "an https:// URL of an ACME directory")
+    bundle = env_str(env, "PROXYOS_ACME_CA_BUNDLE")
+    if bundle and not Path(bundle).is_file():
+        raise ConfigError("PROXYOS_ACME_CA_BUNDLE", bundle, "the path of a PEM file that exists")
+    kid, hmac_key = env_str(env, "PROXYOS_ACME_EAB_KID"), env_str(env, "PROXYOS_ACME_EAB_HMAC_KEY")
+    remember(hmac_key)
+    if bool(kid) != bool(hmac_key):
+        raise ConfigError("PROXYOS_ACME_EAB_KID", kid or "", "set together with PROXYOS_ACME_EAB_HMAC_KEY")
+    secret = env_str(env, "PROXYOS_SECRET")
+    remember(secret)
+    api_urls = {}
+    for kind in providers.types():
+        url = env_str(env, f"PROXYOS_DNS_API_URL_{kind.upper()}")
+        if url:
+            api_urls[kind] = url
+    return CertSettings(
+        directory=directory,
+        email=env_str(env, "PROXYOS_ACME_EMAIL", "") or "",
+        ca_bundle=bundle,
+        eab_kid=kid,
+        eab_hmac_key=hmac_key,
+        cert_dir=Path(env_str(env, "PROXYOS_CERT_DIR", "./data/certs")),
+        resolvers=_resolvers(env),
+        nameserver_port=env_int(env, "PROXYOS_DNS_NAMESERVER_PORT", 53, minimum=1),
+        key_type=env_choice(env, "PROXYOS_CERT_KEY_TYPE", "ecdsa", KEY_TYPES),
+        deploy_hook=env_str(env, "PROXYOS_CERT_DEPLOY_HOOK"),
+        secret=secret,
+        propagation_timeout=env_float(env, "PROXYOS_DNS_PROPAGATION_TIMEOUT", 300.0, minimum=1.0),
+        order_timeout=env_float(env, "PROXYOS_ACME_ORDER_TIMEOUT", 180.0, minimum=1.0),
+        concurrency=env_int(env, "PROXYOS_CERT_CONCURRENCY", 4, minimum=1),
+        lease_seconds=env_float(env, "PROXYOS_CERT_LEASE_SECONDS", 900.0, minimum=5.0),
+        weekly_limit=env_int(env, "PROXYOS_CERT_WEEKLY_LIMIT", 50, minimum=1),
+        api_urls=api_urls,
+    )
+
+
+def _run_certs(ctx: JobContext, _options: dict) -> dict:
+    settings = cert_settings(ctx.settings.env)
+    return run_sweep(ctx.engine, settings, clock=ctx.clock)
+
+
+def _find(ctx: JobContext, options: Mapping) -> str:
+    from db.tables import certificates
+
+    cert_id, domain = options.get("cert"), options.get("domain")
+    if not cert_id and not domain:
+        raise Skipped("give --cert ID or --domain NAME")
+    engine = ctx.engine
+    for attempt in range(2):
+        with engine.connect() as conn:
+            query = sa.select(certificates.c.id).order_by(certificates.c.created_at.desc())
+            if cert_id:
+                query = query.where(certificates.c.id == cert_id)
+            else:
+                query = query.where(certificates.c.domain == domain.lower().rstrip("."))
+            found = conn.execute(query).first()
+        if found:
+            return found.id
+        if attempt == 0:
+            sync_certificates(engine, int(ctx.clock()))
+    what = f"id {cert_id}" if cert_id else f"domain {domain}"
+    raise ValueError(f"no certificate with {what} (is there an enabled route with tls_mode dns?)")
+
+
+def _run_issue(ctx: JobContext, options: dict) -> dict:
+    settings = cert_settings(ctx.settings.env)
+    cert_id = _find(ctx, options)
+    outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
+                                clock=ctx.clock)
+    if outcome.result in ("failed", "busy"):
+        raise _IssueFailed(f"{outcome.domain}: {outcome.error}")
+    return outcome.as_dict()
+
+
+class _IssueFailed(Exception):
+    __module__ = "tasks.certs"  # shown without a type name: the message says it all
+
+
+def _status(ctx: JobContext) -> dict:
+    from tasks.certs.listing import summary
+
+    return summary(ctx.engine, ctx.clock())
+
+
+def _render(summary: Mapping) -> str:
+    lines = []
+    for item in summary.get("certificates", []):
+        line = f"  {item.get('domain')}: {item.get('result')}"
+        if item.get("error"):
+            line += f" - {item['error']}"
+        lines.append(line)
+    for key in ("created", "expired", "due", "issued", "renewed", "failed", "held", "busy", "ari_checked"):
+        if summary.get(key):
+            lines.append(f"  {key}: {summary[key]}")
+    for problem in summary.get("route_problems", []):
+        lines.append(f"  problem: {problem}")
+    if "result" in summary:
+        lines.append(f"  {summary.get('domain')}: {summary['result']}"
+                     + (f", expires {summary['expires_at']}" if summary.get("expires_at") else ""))
+    return "\n".join(lines) or "  nothing was due"
+
+
+JOBS = [
+    Job(
+        name="certs",
+        help="Keep certificates in step with routes (tls_mode dns) and issue, renew or retry "
+        "every certificate that is due, several at once.",
+        run=_run_certs,
+        every=HOUR,
+        lease_seconds=2 * HOUR,
+        example="proxyos-worker run-once certs",
+        status=_status,
+        check_settings=cert_settings,
+        render=_render,
+    ),
+    Job(
+        name="issue",
+        help="Issue or renew one certificate now (ignores its renewal time and back-off).",
+        run=_run_issue,
+        options=(
+            Option("--cert", "the certificate's id", metavar="ID"),
+            Option("--domain", "the certificate's domain", metavar="NAME"),
+        ),
+        exclusive=False,
+        example="proxyos-worker run-once issue --domain www.example.com",
+        check_settings=cert_settings,
+        render=_render,
+    ),
+]

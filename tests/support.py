@@ -9,7 +9,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run `proxyos-worker ARGS` in a new process, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "workers.cli", *args],

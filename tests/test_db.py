@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from support import run_cli
 
 from db.engine import create_engine, write_transaction
 from db.errors import DatabaseProblem
 from db.maintenance import backup, file_problems, integrity_problems, restore
-from support import run_cli
 
 
 def _path(url: str) -> Path:
@@ -37,9 +37,8 @@ def test_write_transaction_takes_the_write_lock_at_begin(engine, sqlite_url):
     """BEGIN IMMEDIATE: a second writer is refused while the first holds the lock, even
     before the first has written anything."""
     other = sqlite3.connect(_path(sqlite_url), timeout=0, isolation_level=None)
-    with write_transaction(engine):
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            other.execute("BEGIN IMMEDIATE")
+    with write_transaction(engine), pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
     other.execute("BEGIN IMMEDIATE")
     other.execute("ROLLBACK")
     other.close()
@@ -114,7 +113,7 @@ def test_start_up_refuses_a_corrupt_database(engine, sqlite_url, worker_env):
         assert "proxyos-worker db restore" in result.stderr
         assert "Traceback" not in result.stderr
     check = run_cli(["db", "check"], worker_env)
-    assert check.returncode == 1 and "ok" != check.stdout.strip()
+    assert check.returncode == 1 and check.stdout.strip() != "ok"
 
 
 @pytest.fixture

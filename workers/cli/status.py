@@ -95,7 +95,8 @@ def handle(args, settings) -> int:
     pending = f", {len(schema['pending'])} pending (run `proxyos-worker migrate`)" if schema["pending"] else ""
     print(f"database: {report['database']} (schema {schema['current'] or 'none'}, head {schema['head']}{pending})")
     queue = report["queue"]
-    print(f"queue:    {queue['location']} ({queue['kind']}): {queue['pending']} pending, {queue['scheduled']} scheduled")
+    depth = f"{queue['pending']} pending, {queue['scheduled']} scheduled"
+    print(f"queue:    {queue['location']} ({queue['kind']}): {depth}")
     print()
     print_table(
         ["job", "every", "last run", "status", "took", "next run", "error"],

@@ -7,9 +7,15 @@
 - `traffic_ingest_position`: where the ingest job stopped reading each log file.
 - `traffic_state`: named counters (last allocated seq, aggregation watermark).
 
+Sequence numbers, byte offsets and counters can pass 2^31: they are BIGINT on
+PostgreSQL (INTEGER is already 64-bit on SQLite).
+
 Revision ID: 0005
 Revises: 0004
 """
+
+import sqlalchemy as sa
+from alembic import op
 
 from migrations.additive import ensure_index, ensure_table
 
@@ -18,16 +24,33 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _big(name: str, *, nn: bool = False, default: int | None = None, pk: bool = False) -> sa.Column:
+    return sa.Column(
+        name,
+        BIG,
+        primary_key=pk,
+        nullable=not (nn or pk),
+        server_default=None if default is None else sa.text(str(default)),
+    )
+
+
+def _ensure(table: str, *columns: sa.Column) -> None:
+    """Create `table`, or add the columns it lacks (each nullable or with a default)."""
+    inspector = sa.inspect(op.get_bind())
+    if not inspector.has_table(table):
+        op.create_table(table, *columns)
+        return
+    present = {column["name"] for column in inspector.get_columns(table)}
+    for column in columns:
+        if column.name not in present:
+            op.add_column(table, column)
+
 
 def upgrade() -> None:
-    # access_log and traffic_metrics exist since 0001: these only add the missing columns.
-    ensure_table(
-        "access_log",
-        """
-        seq integer
-        latency_bin integer
-        """,
-    )
+    _ensure("access_log", _big("seq"), sa.Column("latency_bin", sa.Integer()))
     ensure_index("ix_access_log_seq", "access_log", ["seq"])
     ensure_table(
         "traffic_metrics",
@@ -35,27 +58,23 @@ def upgrade() -> None:
         latency_hist text
         """,
     )
-    ensure_table(
+    _ensure(
         "traffic_ingest_position",
-        """
-        source text PK
-        device integer
-        inode integer
-        read_offset integer NN =0
-        fingerprint text
-        fingerprint_len integer NN =0
-        lines integer NN =0
-        malformed integer NN =0
-        unmatched integer NN =0
-        updated_at integer
-        """,
+        sa.Column("source", sa.Text(), primary_key=True),
+        _big("device"),
+        _big("inode"),
+        _big("read_offset", nn=True, default=0),
+        sa.Column("fingerprint", sa.Text()),
+        sa.Column("fingerprint_len", sa.Integer(), nullable=False, server_default=sa.text("0")),
+        _big("lines", nn=True, default=0),
+        _big("malformed", nn=True, default=0),
+        _big("unmatched", nn=True, default=0),
+        _big("updated_at"),
     )
-    ensure_table(
+    _ensure(
         "traffic_state",
-        """
-        name text PK
-        value integer NN =0
-        """,
+        sa.Column("name", sa.Text(), primary_key=True),
+        _big("value", nn=True, default=0),
     )
 
 

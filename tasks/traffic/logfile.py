@@ -126,7 +126,7 @@ def plan(path: Path, pos: Position) -> Plan:
             st = copy.stat()
             segments.append(Segment(copy, replace(pos, device=st.st_dev, inode=st.st_ino), True))
         elif pos.offset:
-            lost = f"{path} was truncated and no copy of it was found beside it"
+            lost = f"{path} was truncated or replaced, and no copy of its unread end was found"
         segments.append(Segment(path, _identity(path, current), complete=False))
         return Plan(segments, lost)
 

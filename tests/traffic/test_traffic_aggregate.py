@@ -1,0 +1,115 @@
+"""Aggregation: exact totals, idempotent re-runs, crashes, late rows (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sqlalchemy as sa
+from conftest import NOW, add_route, append, caddy_line, random_lines, recount, stored
+
+from db.engine import write_transaction
+from db.tables import routes
+from db.tables_traffic import access_log, traffic_metrics
+from tasks.traffic.aggregate import aggregate, pending
+from tasks.traffic.ingest import ingest
+
+HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
+
+
+@pytest.fixture
+def loaded(any_engine, log_path):
+    for i, host in enumerate(HOSTS):
+        add_route(any_engine, f"r{i}", host)
+    append(log_path, "".join(random_lines(random.Random(7), HOSTS, 3000, NOW - 3 * 3600, 3 * 3600)))
+    ingest(any_engine, log_path, batch_lines=1000)
+    return any_engine
+
+
+class Crash(Exception):
+    pass
+
+
+def test_every_row_is_counted_once_in_one_bucket_of_each_size(loaded):
+    summary = aggregate(loaded, batch_rows=700)
+    assert summary["rows"] == 3000 and summary["batches"] == 5
+    assert stored(loaded) == recount(loaded)
+    with loaded.connect() as conn:
+        per_size = dict(conn.execute(
+            sa.select(traffic_metrics.c.bucket, sa.func.sum(traffic_metrics.c.requests))
+            .group_by(traffic_metrics.c.bucket)
+        ).all())
+    assert per_size == {"1m": 3000, "1h": 3000, "1d": 3000}
+
+
+def test_running_twice_changes_nothing(loaded):
+    aggregate(loaded)
+    first = stored(loaded)
+    assert aggregate(loaded)["rows"] == 0
+    assert stored(loaded) == first == recount(loaded)
+
+
+@pytest.mark.parametrize("event", ["before_commit", "committed"])
+def test_a_crash_between_batches_then_a_rerun_gives_exact_totals(loaded, event):
+    def crash(ev, number):
+        if ev == event and number == 3:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        aggregate(loaded, batch_rows=400, on_batch=crash)
+    watermark, newest = pending(loaded)
+    assert watermark == (800 if event == "before_commit" else 1200) and newest == 3000
+    aggregate(loaded, batch_rows=400)
+    assert stored(loaded) == recount(loaded)
+
+
+def test_late_rows_correct_their_already_aggregated_buckets(loaded, log_path):
+    aggregate(loaded)
+    before = stored(loaded)
+    late_ts = NOW - 2 * 3600 + 30  # inside a minute, hour and day already written
+    append(log_path, caddy_line("a.example.com", late_ts, status=502, duration=3.0, size=10)
+           + caddy_line("a.example.com", late_ts + 1, status=200, duration=0.001, size=5))
+    ingest(loaded, log_path)
+    assert aggregate(loaded)["rows"] == 2
+    after = stored(loaded)
+    assert after == recount(loaded)
+    minute = (late_ts - late_ts % 60) * 1000
+    old, new = before[("r0", "1m", minute)][0], after[("r0", "1m", minute)][0]
+    assert new["requests"] == old["requests"] + 2
+    assert new["errors"] == old["errors"] + 1 and new["bytes"] == old["bytes"] + 15
+    assert new["latency_sum_ms"] == old["latency_sum_ms"] + 3001
+
+
+def test_the_open_bucket_is_brought_up_to_date_on_every_run(any_engine, log_path):
+    add_route(any_engine, "r0", "a.example.com")
+    for i in range(3):
+        append(log_path, caddy_line("a.example.com", NOW + i))
+        ingest(any_engine, log_path)
+        aggregate(any_engine)
+        got = stored(any_engine)
+        for size, width in (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000)):
+            ts = NOW * 1000 - NOW * 1000 % width
+            assert got[("r0", size, ts)][0]["requests"] == i + 1
+    with any_engine.connect() as conn:
+        assert conn.execute(sa.select(routes.c.last_traffic_at)).scalar() == NOW + 2
+
+
+def test_rows_proxyos_wrote_itself_are_not_counted_again(any_engine, log_path):
+    add_route(any_engine, "r0", "a.example.com")
+    with write_transaction(any_engine) as conn:  # a row from before the workers: no seq
+        conn.execute(access_log.insert().values(id="legacy", route_id="r0", status_code=200,
+                                                latency_ms=5, bytes_out=1, recorded_at=NOW))
+    append(log_path, caddy_line("a.example.com", NOW))
+    ingest(any_engine, log_path)
+    aggregate(any_engine)
+    assert stored(any_engine)[("r0", "1m", NOW * 1000)][0]["requests"] == 1
+
+
+def test_last_traffic_at_only_moves_forward(loaded):
+    with write_transaction(loaded) as conn:
+        conn.execute(sa.update(routes).where(routes.c.id == "r1").values(last_traffic_at=NOW + 999))
+    aggregate(loaded)
+    with loaded.connect() as conn:
+        seen = dict(conn.execute(sa.select(routes.c.id, routes.c.last_traffic_at)).all())
+    assert seen["r1"] == NOW + 999
+    assert NOW - 60 <= seen["r0"] < NOW

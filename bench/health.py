@@ -1,0 +1,328 @@
+"""Benchmark of the health checker: N routes on loopback upstreams, 5% black-holed.
+
+What it measures (in this process; the upstreams run in a separate process):
+1. sweep: one on-demand check of every route at once (`run_batch` without due times,
+   as `run-once health` does): the raw capacity in checks/s.
+2. scheduled: the dispatcher's claim (`claim_due`, every 5 s on the tick, like the
+   `health-dispatch` job) fanning batches out to 4 worker threads (like the consumer's
+   threads running `health-batch`), each batch probing at the due times, for
+   `--duration` seconds after a warm-up of one interval. Huey itself is not in the
+   loop: the message carries ids and due times; what runs is the same code.
+   Reports checks/s, the cycle time (gap between two checks of one route), p50/p99
+   lateness against each route's schedule, time to a result for healthy routes, and CPU
+   seconds per 1,000 checks (this process only: probes, scheduling, SQLite writes).
+3. reference: ProxyOS's way - one route at a time with `requests`, timeout 10 s, the
+   first upstream only - for `--reference-seconds`, then projected to all N routes.
+
+Prints the figures and one JSON line. Figures are noisy on a shared machine.
+
+    python bench/health.py --routes 10000 --interval 30
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This directory holds other benchmarks (e.g. bench/queue.py) that must not shadow the
+# standard library: import from the repository root instead.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import requests  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from db.engine import create_engine, write_transaction  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.tables import routes  # noqa: E402
+from tasks.health.batch import run_batch  # noqa: E402
+from tasks.health.schedule import claim_due, split  # noqa: E402
+from tasks.health.settings import HealthSettings  # noqa: E402
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+# --- the upstreams (a separate process) ------------------------------------------------
+class _Answer(asyncio.Protocol):
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if b"\r\n\r\n" in data:
+            self.transport.write(RESPONSE)
+            self.transport.close()
+
+
+class _Silent(asyncio.Protocol):
+    held: list = []
+
+    def connection_made(self, transport) -> None:
+        self.held.append(transport)  # accept, never answer
+
+
+async def _serve(healthy: int, dead: int) -> None:
+    loop = asyncio.get_running_loop()
+    ports = {"healthy": [], "dead": []}
+    for kind, count, factory in (("healthy", healthy, _Answer), ("dead", dead, _Silent)):
+        for _ in range(count):
+            server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+            ports[kind].append(server.sockets[0].getsockname()[1])
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+
+def start_upstreams(healthy: int, dead: int) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(healthy), str(dead)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return proc, json.loads(proc.stdout.readline())
+
+
+# --- the database ----------------------------------------------------------------------
+def make_routes(engine, count: int, interval: int, ports: dict, dead_pct: float) -> set[str]:
+    now = int(time.time())
+    dead_every = round(100 / dead_pct) if dead_pct > 0 else 0
+    rows, dead_ids = [], set()
+    for n in range(count):
+        route_id = f"r{n:07d}"
+        if dead_every and n % dead_every == dead_every // 2:
+            port = ports["dead"][n % len(ports["dead"])]
+            dead_ids.add(route_id)
+        else:
+            port = ports["healthy"][n % len(ports["healthy"])]
+        rows.append(
+            {
+                "id": route_id,
+                "name": route_id,
+                "domain": f"{route_id}.bench.test",
+                "upstream_type": "http",
+                "upstreams": json.dumps([{"address": f"127.0.0.1:{port}"}]),
+                "health_check_interval": interval,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    for start in range(0, len(rows), 1000):
+        with write_transaction(engine) as conn:
+            conn.execute(routes.insert(), rows[start : start + 1000])
+    return dead_ids
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pct(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# --- 1. sweep --------------------------------------------------------------------------
+def sweep(engine, settings: HealthSettings) -> dict:
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(sa.select(routes)).mappings()]
+    cpu, started = cpu_seconds(), time.perf_counter()
+    report = run_batch(engine, settings, route_rows=rows)
+    took = time.perf_counter() - started
+    return {
+        "checks": len(report.results),
+        "seconds": round(took, 2),
+        "checks_per_s": round(len(report.results) / took, 1),
+        "cpu_s_per_1000": round((cpu_seconds() - cpu) / len(report.results) * 1000, 3),
+    }
+
+
+# --- 2. scheduled ----------------------------------------------------------------------
+def scheduled(
+    engine,
+    settings: HealthSettings,
+    count: int,
+    interval: int,
+    duration: float,
+    dead_ids: set[str],
+    workers: int,
+) -> dict:
+    results, lock, stop = [], threading.Lock(), threading.Event()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="batch")
+    busy_max = [0]
+    running = [0]
+
+    def batch(pairs) -> None:
+        with lock:
+            running[0] += 1
+            busy_max[0] = max(busy_max[0], running[0])
+        try:
+            report = run_batch(engine, settings, pairs)
+            with lock:
+                results.extend(report.results)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    dispatch_ms: list[float] = []
+
+    def dispatcher() -> None:
+        while not stop.is_set():
+            now = time.time()
+            tick = now // settings.dispatch_every * settings.dispatch_every
+            begun = time.perf_counter()
+            claimed = claim_due(engine, settings, now)
+            for part in split(claimed, settings.batch_size):
+                pool.submit(batch, [(d.target_id, d.due_at) for d in part])
+            dispatch_ms.append((time.perf_counter() - begun) * 1000)
+            stop.wait(tick + settings.dispatch_every - time.time())
+
+    thread = threading.Thread(target=dispatcher, daemon=True)
+    start = time.time()
+    thread.start()
+    stop.wait(interval)  # warm-up: the first cycle spreads every route over the interval
+    window_start, cpu = time.time(), cpu_seconds()
+    stop.wait(duration)
+    window_end, cpu_used = time.time(), cpu_seconds() - cpu
+    stop.set()
+    thread.join()
+    pool.shutdown(wait=True)
+    in_window = [r for r in results if window_start <= r.started_at < window_end]
+    late = [r.lateness_ms for r in in_window if r.lateness_ms is not None]
+    healthy = [r for r in in_window if r.target_id not in dead_ids]
+    by_route: dict[str, list[float]] = {}
+    for r in results:
+        by_route.setdefault(r.target_id, []).append(r.started_at)
+    gaps = [b - a for times in by_route.values() for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    return {
+        "checks": len(in_window),
+        "window_s": round(window_end - window_start, 1),
+        "checks_per_s": round(len(in_window) / (window_end - window_start), 1),
+        "routes_checked": len({r.target_id for r in results}),
+        "cycle_s_mean": round(statistics.mean(gaps), 2) if gaps else None,
+        "cycle_s_max": round(max(gaps), 2) if gaps else None,
+        "lateness_p50_ms": pct(late, 0.50),
+        "lateness_p99_ms": pct(late, 0.99),
+        "lateness_max_ms": max(late) if late else None,
+        "healthy_result_p99_ms": pct([r.response_time_ms or 0 for r in healthy], 0.99),
+        "healthy_not_healthy": sum(1 for r in healthy if r.status != "healthy"),
+        "dead_unhealthy": sum(
+            1 for r in in_window if r.target_id in dead_ids and r.status == "unhealthy"
+        ),
+        "cpu_s_per_1000": round(cpu_used / max(len(in_window), 1) * 1000, 3),
+        "dispatch_ms_p50": round(pct(dispatch_ms, 0.5), 1),
+        "dispatch_ms_max": round(max(dispatch_ms), 1) if dispatch_ms else None,
+        "batches_running_max": busy_max[0],
+        "elapsed_s": round(time.time() - start, 1),
+    }
+
+
+# --- 3. reference ----------------------------------------------------------------------
+def reference(engine, seconds: float) -> dict:
+    """ProxyOS's checker: routes one at a time, `requests` with a 10 s timeout, the first
+    upstream only; stopped after `seconds` and projected to every route."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(routes.c.upstreams, routes.c.health_check_path).order_by(routes.c.id)
+        ).all()
+    done, started = 0, time.perf_counter()
+    with requests.Session() as session:
+        for upstreams, path in rows:
+            if time.perf_counter() - started >= seconds:
+                break
+            first = json.loads(upstreams)[0]["address"]
+            with contextlib.suppress(requests.RequestException):
+                session.get(
+                    f"http://{first}{path}",
+                    timeout=10,
+                    allow_redirects=False,
+                    headers={"Connection": "close"},
+                )
+            done += 1
+    took = time.perf_counter() - started
+    rate = done / took
+    return {
+        "checks": done,
+        "seconds": round(took, 1),
+        "checks_per_s": round(rate, 1),
+        "projected_cycle_s": round(len(rows) / rate, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--routes", type=int, default=2000)
+    parser.add_argument("--interval", type=int, default=30)
+    parser.add_argument("--dead-pct", type=float, default=5.0, help="black-holed routes, percent")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="measured seconds (default 2 intervals)"
+    )
+    parser.add_argument("--reference-seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=4, help="batch threads (consumer workers)")
+    parser.add_argument("--upstream-ports", type=int, default=8)
+    parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(*args.serve))
+        return
+    duration = args.duration or 2 * args.interval
+    proc, ports = start_upstreams(args.upstream_ports, 4)
+    tmp = Path(tempfile.mkdtemp(prefix="health-bench-"))
+    engine = create_engine(f"sqlite:///{tmp / 'proxyos.db'}")
+    try:
+        upgrade(engine)
+        dead_ids = make_routes(engine, args.routes, args.interval, ports, args.dead_pct)
+        settings = HealthSettings()
+        print(
+            f"health benchmark: {args.routes} routes every {args.interval} s, {len(dead_ids)} black-holed "
+            f"({args.dead_pct:g}%), timeout {settings.timeout:g} s, {os.cpu_count()} CPUs, SQLite {tmp}"
+        )
+        out: dict = {"routes": args.routes, "interval_s": args.interval, "dead": len(dead_ids)}
+        if not args.skip_sweep:
+            out["sweep"] = sweep(engine, settings)
+            print("sweep (all routes at once):", json.dumps(out["sweep"]))
+        out["scheduled"] = scheduled(
+            engine, settings, args.routes, args.interval, duration, dead_ids, args.workers
+        )
+        print("scheduled (steady state):  ", json.dumps(out["scheduled"]))
+        out["reference"] = reference(engine, args.reference_seconds)
+        print("reference (sequential):    ", json.dumps(out["reference"]))
+        ref_rate = out["reference"]["checks_per_s"]
+        if "sweep" in out:
+            out["capacity_ratio"] = round(out["sweep"]["checks_per_s"] / ref_rate, 1)
+        out["cycle_ratio"] = round(out["reference"]["projected_cycle_s"] / args.interval, 1)
+        goal = args.routes / args.interval
+        out["goal"] = {
+            "checks_per_s": round(goal, 1),
+            "met": out["scheduled"]["checks_per_s"] >= 0.97 * goal
+            and out["scheduled"]["lateness_p99_ms"] < 2000,
+        }
+        print(
+            f"ratio: sweep is {out.get('capacity_ratio', '-')}x the reference's checks/s; the reference "
+            f"needs {out['cycle_ratio']}x the interval for one cycle"
+        )
+        print(json.dumps(out))
+    finally:
+        engine.dispose()
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()

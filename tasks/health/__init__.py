@@ -1,0 +1,12 @@
+"""Health checks of routes (HTTP(S) or TCP, every upstream) and streams (TCP, UDP).
+
+Modules, one idea each:
+- `settings`: the knobs (timeout, thresholds, intervals, concurrency).
+- `config`: a route or stream row -> a check, or a `config:` error.
+- `probe_http`, `probe_socket`: probe one upstream; `verdict`: combine them.
+- `state`: the flap-free state machine (pure).
+- `store`: reading rows and writing results, state and events in short transactions.
+- `schedule`: due times with a deterministic per-id phase; the dispatcher's claim.
+- `batch`: probe a batch concurrently on one event loop, writing as results come in.
+- `status`: the summary `proxyos-worker status` shows.
+"""

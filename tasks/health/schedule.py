@@ -1,0 +1,128 @@
+"""When each route and stream is due, and the dispatcher's claim.
+
+Every target has a fixed phase within its interval, derived from its id (a hash), so the
+checks of thousands of routes are spread evenly over the interval instead of firing at
+once, and the spread survives restarts. A target is due at `phase + k * interval`.
+
+The dispatcher claims what falls due before `now + lookahead` by moving each one's
+`next_due_at` one interval forward, in one short transaction, and hands the claimed
+(id, due time) pairs to batches. A batch whose message is lost (a consumer killed) costs
+those targets one check; the next due time re-drives them. A target missed by more than
+one interval (the workers were stopped) is put back on its phase instead of all of them
+firing at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.sql import upsert
+from db.tables import routes, streams
+from db.tables_health import route_health_state, stream_health_state
+
+from .config import DEFAULT_INTERVAL
+from .settings import MIN_INTERVAL, HealthSettings
+from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE
+
+
+@dataclass(frozen=True)
+class Due:
+    kind: str  # "route" or "stream"
+    target_id: str
+    due_at: float
+
+
+def phase(target_id: str, interval: float) -> float:
+    """A stable offset in [0, interval) from the id."""
+    digest = hashlib.blake2b(target_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * interval
+
+
+def next_slot(target_id: str, interval: float, now: float) -> float:
+    """The first due time at or after `now` on this target's phase."""
+    offset = phase(target_id, interval)
+    return offset + math.ceil((now - offset) / interval) * interval
+
+
+def _route_interval() -> sa.ColumnElement:
+    raw = routes.c.health_check_interval
+    return sa.case(
+        (raw < 1, DEFAULT_INTERVAL), (raw < MIN_INTERVAL, MIN_INTERVAL), else_=raw
+    ).label("interval")
+
+
+def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]:
+    """Claim every eligible route and stream due before `now + lookahead`, oldest first."""
+    horizon = now + settings.lookahead
+    stream_interval = max(settings.stream_interval, MIN_INTERVAL)
+    claimed: list[Due] = []
+    with write_transaction(engine) as conn:
+        interval = _route_interval()
+        route_rows = conn.execute(
+            sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
+            .select_from(
+                routes.outerjoin(route_health_state, route_health_state.c.route_id == routes.c.id)
+            )
+            .where(ROUTE_ELIGIBLE)
+            .where(
+                _needs_attention(route_health_state.c.next_due_at, horizon, now, interval, settings)
+            )
+        ).all()
+        stream_rows = conn.execute(
+            sa.select(
+                streams.c.id,
+                sa.literal(stream_interval).label("interval"),
+                stream_health_state.c.next_due_at,
+            )
+            .select_from(
+                streams.outerjoin(
+                    stream_health_state, stream_health_state.c.stream_id == streams.c.id
+                )
+            )
+            .where(STREAM_ELIGIBLE)
+            .where(
+                _needs_attention(
+                    stream_health_state.c.next_due_at, horizon, now, stream_interval, settings
+                )
+            )
+        ).all()
+        for kind, table, key, rows in (
+            ("route", route_health_state, "route_id", route_rows),
+            ("stream", stream_health_state, "stream_id", stream_rows),
+        ):
+            updates = []
+            for target_id, every, next_due in rows:
+                every = float(every)
+                if (
+                    next_due is None
+                    or next_due > now + every + settings.lookahead
+                    or next_due < now - every
+                ):
+                    next_due = next_slot(target_id, every, now)  # new, re-timed, or long missed
+                if next_due <= horizon:
+                    claimed.append(Due(kind, target_id, next_due))
+                    next_due += every
+                updates.append({key: target_id, "next_due_at": next_due, "updated_at": now})
+            if updates:
+                conn.execute(upsert(conn, table, [key], ["next_due_at", "updated_at"]), updates)
+    claimed.sort(key=lambda d: d.due_at)
+    return claimed
+
+
+def _needs_attention(next_due, horizon: float, now: float, interval, settings: HealthSettings):
+    return sa.or_(
+        next_due.is_(None),
+        next_due <= horizon,
+        next_due > now + settings.lookahead + interval,
+    )
+
+
+def split(claimed: list[Due], size: int) -> list[list[Due]]:
+    """Batches of at most `size`, each a contiguous run of due times."""
+    return [claimed[i : i + size] for i in range(0, len(claimed), size)]

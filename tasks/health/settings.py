@@ -1,0 +1,45 @@
+"""The health checker's knobs. The worker reads them from the environment; tests and the
+benchmark build them directly."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from functools import cached_property
+
+DEFAULT_STATUS_CODES = frozenset({200, 201, 204, 301, 302})  # as ProxyOS accepts
+BODY_LIMIT = 64 * 1024  # the body regex sees at most this many bytes
+MIN_INTERVAL = 5.0  # the dispatcher's period: no route is checked more often than this
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    timeout: float = 5.0  # HTTP(S)/TCP timeout per upstream, capped by the route's interval
+    rise: int = 2  # consecutive results needed to move to a better status
+    fall: int = 3  # consecutive results needed to move to a worse status
+    stream_interval: float = 30.0
+    concurrency: int = 256  # probes in flight at once in one batch
+    batch_size: int = 2000  # routes + streams per batch task
+    dispatch_every: float = MIN_INTERVAL  # the dispatcher's period
+    ca_file: str | None = None  # extra CA bundle trusted by `https-trusted` checks
+    udp_wait: float = 1.0  # how long a UDP check waits for an ICMP port-unreachable
+    write_rows: int = 250  # results per write transaction, at most
+    write_delay: float = 0.25  # seconds a result may wait to be written with others
+
+    @property
+    def lookahead(self) -> float:
+        """How far ahead the dispatcher claims checks: one period plus a margin for a late
+        dispatcher run. A batch waits until each check's due time before probing."""
+        return self.dispatch_every + 2.0
+
+    @property
+    def history(self) -> int:
+        return max(self.rise, self.fall)
+
+    @cached_property
+    def trusted_context(self) -> ssl.SSLContext:
+        """TLS context of `https-trusted` checks: the system's CAs plus `ca_file`."""
+        context = ssl.create_default_context()
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        return context

@@ -1,0 +1,53 @@
+"""What `proxyos-worker status` shows for health: status counts and lateness."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.tables import routes, streams
+from db.tables_health import route_health_state, stream_health_state
+
+from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE
+
+LATE_AFTER_S = 2.0  # a check still unclaimed this long after its due time is overdue
+
+
+def _percentile(values: list[int], fraction: float) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def summary(engine: Engine, now: float) -> dict:
+    out: dict = {}
+    with engine.connect() as conn:
+        for kind, table, state, key, eligible in (
+            ("routes", routes, route_health_state, "route_id", ROUTE_ELIGIBLE),
+            ("streams", streams, stream_health_state, "stream_id", STREAM_ELIGIBLE),
+        ):
+            rows = conn.execute(
+                sa.select(state.c.status, state.c.last_lateness_ms, state.c.next_due_at)
+                .select_from(table.outerjoin(state, state.c[key] == table.c.id))
+                .where(eligible)
+            ).all()
+            counts = {"healthy": 0, "degraded": 0, "unhealthy": 0, "unknown": 0}
+            for row in rows:
+                counts[row.status or "unknown"] = counts.get(row.status or "unknown", 0) + 1
+            late = [r.last_lateness_ms for r in rows if r.last_lateness_ms is not None]
+            overdue = [
+                now - r.next_due_at
+                for r in rows
+                if r.next_due_at is not None and r.next_due_at < now - LATE_AFTER_S
+            ]
+            out[kind] = {
+                "checked": len(rows),
+                **counts,
+                "lateness_p50_ms": _percentile(late, 0.50),
+                "lateness_p99_ms": _percentile(late, 0.99),
+                "lateness_max_ms": max(late) if late else None,
+                "overdue": len(overdue),
+                "most_overdue_s": round(max(overdue), 1) if overdue else 0,
+            }
+    return out

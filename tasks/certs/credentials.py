@@ -68,9 +68,12 @@ def decrypt(stored: str, secret: str | None, what: str) -> str:
     return plain.decode()
 
 
-def load_credentials(stored: str, secret: str | None, provider_name: str) -> dict[str, str]:
-    """Decrypt and parse a `dns_providers.credentials` value; every value is registered
-    for redaction before anything else can see it."""
+def load_credentials(
+    stored: str, secret: str | None, provider_name: str, public: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Decrypt and parse a `dns_providers.credentials` value; every value except the
+    `public` ones (a nameserver address, a key name) is registered for redaction before
+    anything else can see it."""
     what = f"credentials of DNS provider {provider_name!r}"
     text = decrypt(stored or "", secret, what)
     try:
@@ -79,7 +82,7 @@ def load_credentials(stored: str, secret: str | None, provider_name: str) -> dic
         raise ConfigurationError(f"{what} are not a JSON object") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"{what} are not a JSON object")
-    for item in value.values():
-        if isinstance(item, str):
+    for key, item in value.items():
+        if isinstance(item, str) and key not in public:
             remember(item)
     return value

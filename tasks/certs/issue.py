@@ -50,7 +50,7 @@ log = logging.getLogger("proxyos.certs.issue")
 class Outcome:
     cert_id: str
     domain: str
-    result: str  # issued | renewed | failed | held | busy
+    result: str  # issued | renewed | failed | held | busy | done_elsewhere
     error: str | None = None
     expires_at: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -95,7 +95,7 @@ def build_provider(conn, provider_id: str | None, settings: CertSettings, route_
     if not row.enabled:
         raise ConfigurationError(f"DNS provider {row.name!r} of route {route_domain} is disabled")
     cls = providers.get(row.type)
-    credentials = load_credentials(row.credentials, settings.secret, row.name)
+    credentials = load_credentials(row.credentials, settings.secret, row.name, cls.public)
     return cls(credentials, name=row.name, api_url=settings.api_urls.get(row.type))
 
 
@@ -108,7 +108,10 @@ def issue_certificate(
     clock: Callable[[], float] = time.time,
     owner: str | None = None,
     checker_factory: Callable[[], Checker] | None = None,
+    still_due: Callable[[object], bool] | None = None,
 ) -> Outcome:
+    """Issue or renew `cert_id` now. `still_due` (the sweep's rule) is checked again once
+    the lease is ours: another worker may have finished the job in the meantime."""
     lease = Lease(engine, cert_id, owner or new_owner(), settings.lease_seconds, clock)
     with engine.connect() as conn:
         row = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
@@ -117,6 +120,11 @@ def issue_certificate(
     if not lease.acquire():
         return Outcome(cert_id, row.domain, "busy", "another worker is issuing this certificate")
     try:
+        if still_due is not None:
+            with engine.connect() as conn:
+                fresh = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+            if not still_due(fresh):
+                return Outcome(cert_id, row.domain, "done_elsewhere")
         return _issue_leased(engine, settings, sessions, lease, clock, checker_factory)
     finally:
         lease.release()

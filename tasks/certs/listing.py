@@ -57,5 +57,9 @@ def summary(engine: Engine, now: float) -> dict:
         "by_status": by_status,
         "due_now": sum(1 for i in items if i["due"]),
         "expiring_within_14_days": [i["domain"] for i in soon],
-        "errors": {i["domain"]: i["last_error"] for i in items if i["status"] in ("error", "expired") and i["last_error"]},
+        "errors": {
+            i["domain"]: i["last_error"]
+            for i in items
+            if i["status"] in ("error", "expired") and i["last_error"]
+        },
     }

@@ -48,9 +48,9 @@ def mark_expired(engine: Engine, now: int) -> int:
         ).rowcount
 
 
-def due_reason(row, now: float) -> str | None:
+def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
     """Why `row` should be worked on now, or None."""
-    if row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
+    if not leased_by_us and row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
         return None
     if row.next_attempt_at and row.next_attempt_at > now:
         return None
@@ -145,6 +145,7 @@ def run_sweep(
                     clock=clock,
                     owner=owner,
                     checker_factory=checker_factory,
+                    still_due=lambda fresh: due_reason(fresh, now, leased_by_us=True) is not None,
                 )
                 for row, _ in due
             ]

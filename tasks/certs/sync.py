@@ -65,7 +65,13 @@ def sync_certificates(engine: Engine, now: int, route_id: str | None = None) -> 
             problems[route.domain] = f"route {route.domain}: {exc}"
             continue
         row = existing.get(route.id)
+        if row is not None and _names(row) == names:
+            continue
         with write_transaction(engine) as conn:
+            # Decide again under the write lock (the route row's lock on PostgreSQL), so
+            # two consumers syncing at once never create two rows for one route.
+            conn.execute(sa.select(routes.c.id).where(routes.c.id == route.id).with_for_update())
+            row = _existing(conn, route.id).get(route.id)
             if row is None:
                 cert_id = new_id()
                 conn.execute(
@@ -101,12 +107,15 @@ def sync_certificates(engine: Engine, now: int, route_id: str | None = None) -> 
     return SyncResult(created, updated, problems)
 
 
-def _existing(conn: Connection) -> dict[str, sa.Row]:
-    rows = conn.execute(
+def _existing(conn: Connection, route_id: str | None = None) -> dict[str, sa.Row]:
+    query = (
         sa.select(certificates)
         .where(certificates.c.source == "dns01", certificates.c.route_id.is_not(None))
         .order_by(certificates.c.created_at)
-    ).all()
+    )
+    if route_id:
+        query = query.where(certificates.c.route_id == route_id)
+    rows = conn.execute(query).all()
     return {row.route_id: row for row in rows}  # newest wins
 
 

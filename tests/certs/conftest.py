@@ -4,10 +4,7 @@ provider row and settings that point the worker at them."""
 
 from __future__ import annotations
 
-import json
-import secrets
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from certs_support import SECRET  # noqa: E402
 from servers import Bind, Pebble, start_bind, start_pebble  # noqa: E402
 
-from db.engine import write_transaction  # noqa: E402
-from db.sql import new_id  # noqa: E402
-from db.tables import dns_providers, routes  # noqa: E402
-from tasks.certs.credentials import encrypt  # noqa: E402
 from tasks.certs.settings import CertSettings  # noqa: E402
-
-SECRET = "test-proxyos-secret-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="session")
@@ -71,34 +63,3 @@ def cert_env(tmp_path: Path, worker_env: dict, bind: Bind, pebble: Pebble) -> di
         PROXYOS_SECRET=SECRET,
     )
     return env
-
-
-def unique(zone: str = "example.test") -> str:
-    return f"t{secrets.token_hex(4)}.{zone}"
-
-
-def add_provider(engine, credentials: dict | str, type_: str = "rfc2136", fmt: str = "v2",
-                 name: str = "bind") -> str:
-    text = credentials if isinstance(credentials, str) else json.dumps(credentials)
-    if fmt == "v2":
-        text = encrypt(text, SECRET)
-    elif fmt == "v1":
-        text = encrypt(text, SECRET, version="enc:v1:")
-    provider_id = new_id()
-    with write_transaction(engine) as conn:
-        conn.execute(dns_providers.insert().values(
-            id=provider_id, name=name, type=type_, credentials=text, enabled=1, created_at=int(time.time())))
-    return provider_id
-
-
-def add_route(engine, domain: str, provider_id: str | None, aliases: list[str] | None = None,
-              tls_mode: str = "dns") -> str:
-    route_id = new_id()
-    now = int(time.time())
-    with write_transaction(engine) as conn:
-        conn.execute(routes.insert().values(
-            id=route_id, name=domain, domain=domain, upstream_type="http",
-            upstreams=json.dumps([{"address": "127.0.0.1:8080"}]), tls_mode=tls_mode,
-            tls_dns_provider_id=provider_id, aliases=json.dumps(aliases) if aliases else None,
-            created_at=now, updated_at=now))
-    return route_id

@@ -87,8 +87,8 @@ class Bind:
 
     def zone_txt_names(self, zone: str) -> list[str]:
         """Every TXT owner in `zone` (zone transfer over TSIG)."""
-        import dns.zone
         import dns.xfr  # noqa: F401
+        import dns.zone
 
         keyring = dns.tsigkeyring.from_text({TSIG_NAME: self.tsig_secret})
         xfr = dns.query.xfr("127.0.0.1", zone, port=self.port, keyring=keyring, keyalgorithm="hmac-sha256")

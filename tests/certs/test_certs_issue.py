@@ -6,7 +6,7 @@ import json
 import stat
 
 import sqlalchemy as sa
-from conftest import add_provider, add_route, unique
+from certs_support import add_provider, add_route, unique
 from cryptography import x509
 
 from db.tables import audit_log, cert_issuance_log, certificates

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import add_provider, add_route, unique
+from certs_support import add_provider, add_route, unique
 from cryptography import x509
 from servers import AriProxy
 

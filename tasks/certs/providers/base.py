@@ -21,6 +21,7 @@ HTTP_TIMEOUT = 30.0
 class Provider(ABC):
     type: ClassVar[str]
     required: ClassVar[tuple[str, ...]] = ()
+    public: ClassVar[tuple[str, ...]] = ()  # credential keys that are not secret
     # A provider that holds only one TXT value per name gets its values one at a time.
     single_value: ClassVar[bool] = False
     default_api_url: ClassVar[str | None] = None

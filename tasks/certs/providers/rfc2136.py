@@ -27,6 +27,7 @@ ALGORITHMS = ("hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-
 class RFC2136(Provider):
     type = "rfc2136"
     required = ("nameserver", "tsig_key", "tsig_secret")
+    public = ("nameserver", "port", "tsig_key", "tsig_algorithm")
 
     def __init__(self, credentials, **kwargs) -> None:
         super().__init__(credentials, **kwargs)

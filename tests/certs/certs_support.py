@@ -1,0 +1,45 @@
+"""Helpers shared by the certificate tests (rows for routes and DNS providers)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from db.engine import write_transaction
+from db.sql import new_id
+from db.tables import dns_providers, routes
+from tasks.certs.credentials import encrypt
+
+SECRET = "test-proxyos-secret-" + secrets.token_hex(8)
+
+
+def unique(zone: str = "example.test") -> str:
+    return f"t{secrets.token_hex(4)}.{zone}"
+
+
+def add_provider(engine, credentials: dict | str, type_: str = "rfc2136", fmt: str = "v2",
+                 name: str = "bind") -> str:
+    text = credentials if isinstance(credentials, str) else json.dumps(credentials)
+    if fmt == "v2":
+        text = encrypt(text, SECRET)
+    elif fmt == "v1":
+        text = encrypt(text, SECRET, version="enc:v1:")
+    provider_id = new_id()
+    with write_transaction(engine) as conn:
+        conn.execute(dns_providers.insert().values(
+            id=provider_id, name=name, type=type_, credentials=text, enabled=1, created_at=int(time.time())))
+    return provider_id
+
+
+def add_route(engine, domain: str, provider_id: str | None, aliases: list[str] | None = None,
+              tls_mode: str = "dns") -> str:
+    route_id = new_id()
+    now = int(time.time())
+    with write_transaction(engine) as conn:
+        conn.execute(routes.insert().values(
+            id=route_id, name=domain, domain=domain, upstream_type="http",
+            upstreams=json.dumps([{"address": "127.0.0.1:8080"}]), tls_mode=tls_mode,
+            tls_dns_provider_id=provider_id, aliases=json.dumps(aliases) if aliases else None,
+            created_at=now, updated_at=now))
+    return route_id

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -93,11 +94,24 @@ def _postgres_read_only(dbapi_connection, _record) -> None:
     dbapi_connection.autocommit = autocommit
 
 
+_write_locks: dict[int, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _process_write_lock(engine: Engine) -> threading.Lock | nullcontext:
+    """One lock per SQLite engine, so this process's threads queue for the write lock in
+    memory; SQLite's busy handler (sleeps of up to 100 ms) is left to other processes."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _write_locks_guard:
+        return _write_locks.setdefault(id(engine), threading.Lock())
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A short write transaction: BEGIN IMMEDIATE on SQLite, so it never fails half-way
     on a lock upgrade; commits on success, rolls back on error."""
-    with engine.connect() as conn:
+    with _process_write_lock(engine), engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn

@@ -133,4 +133,4 @@ def test_registered_jobs_have_help_and_examples():
     for job in jobs.values():
         assert job.help
         if not job.hidden:
-            assert job.example.startswith("proxyos-worker"), job.name
+            assert "proxyos-worker " in job.example, job.name

@@ -38,7 +38,9 @@ def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[
         if job.check_settings:
             job.check_settings(settings.env)
     holder: dict[str, JobQueue] = {}
-    ctx = context or JobContext(settings, enqueue=lambda job, delay=None, **o: holder["q"].enqueue(job, delay, **o))
+    ctx = context or JobContext(
+        settings, enqueue=lambda job, delay=None, **o: holder["q"].enqueue(job, delay, **o), buffered_history=True
+    )
     queue = JobQueue(build_huey(settings.queue), jobs, context=lambda: ctx)
     holder["q"] = queue
     return queue, ctx

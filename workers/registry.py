@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from db.engine import create_engine
 
 from .config import Settings
+from .history import RunHistory
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,21 @@ class JobContext:
         settings: Settings,
         enqueue: Callable[..., str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        buffered_history: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._enqueue = enqueue
+        self._buffered_history = buffered_history
 
     @cached_property
     def engine(self) -> Engine:
         return create_engine(self.settings.database_url, busy_timeout_ms=self.settings.busy_timeout_ms)
+
+    @cached_property
+    def history(self) -> RunHistory:
+        """Where runs are recorded; buffered in the consumer (see workers.history)."""
+        return RunHistory(self.engine, buffered=self._buffered_history)
 
     def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str | None:
         if self._enqueue is None:
@@ -61,6 +69,8 @@ class JobContext:
         return self._enqueue(job, delay=delay, **options)
 
     def close(self) -> None:
+        if "history" in self.__dict__:
+            self.history.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
 

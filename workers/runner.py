@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 import traceback
@@ -17,14 +18,14 @@ from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
 from db.sql import insert_or_ignore, new_id
-from db.tables import job_leases, task_runs
+from db.tables import job_leases
 from tasks.outcome import Skipped
 from tasks.redaction import redact
 
 from .registry import Job, JobContext
 
 log = logging.getLogger("proxyos.runner")
-HOST = socket.gethostname()
+HOST = f"{socket.gethostname()}:{os.getpid()}"
 MAX_ERROR_CHARS = 2000
 
 
@@ -67,10 +68,10 @@ def run_job(
     started = time.time()
     if job.exclusive and not acquire_lease(engine, job.name, run_id, job.lease_seconds):
         result = RunResult(run_id, job.name, "skipped", 0, {}, "another run of this job is in progress")
-        _insert_run(engine, result, task_id, started, finished=started)
+        ctx.history.started(_row(result, task_id, started, finished=started))
         return result
 
-    _insert_run(engine, RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None)
+    ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
     status, summary, error = "ok", {}, None
     try:
         summary = dict(job.run(ctx, options) or {})
@@ -84,7 +85,14 @@ def run_job(
         finished = time.time()
         result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
         try:
-            _finish_run(engine, result, finished)
+            ctx.history.finished(
+                run_id,
+                status=status,
+                finished_at=finished,
+                duration_ms=result.duration_ms,
+                error=error,
+                summary=_summary_json(summary),
+            )
         finally:
             if job.exclusive:
                 release_lease(engine, job.name, run_id)
@@ -95,37 +103,19 @@ def _summary_json(summary: Mapping[str, Any]) -> str:
     return redact(json.dumps(summary, default=str, sort_keys=True))
 
 
-def _insert_run(engine: Engine, result: RunResult, task_id: str | None, started: float, finished: float | None) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(
-            task_runs.insert().values(
-                id=result.run_id,
-                job=result.job,
-                task_id=task_id,
-                status=result.status,
-                started_at=started,
-                finished_at=finished,
-                duration_ms=result.duration_ms if finished else None,
-                error=result.error,
-                summary=_summary_json(result.summary) if finished else None,
-                host=HOST,
-            )
-        )
-
-
-def _finish_run(engine: Engine, result: RunResult, finished: float) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(
-            task_runs.update()
-            .where(task_runs.c.id == result.run_id)
-            .values(
-                status=result.status,
-                finished_at=finished,
-                duration_ms=result.duration_ms,
-                error=result.error,
-                summary=_summary_json(result.summary),
-            )
-        )
+def _row(result: RunResult, task_id: str | None, started: float, finished: float | None) -> dict[str, Any]:
+    return {
+        "id": result.run_id,
+        "job": result.job,
+        "task_id": task_id,
+        "status": result.status,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": result.duration_ms if finished else None,
+        "error": result.error,
+        "summary": _summary_json(result.summary) if finished else None,
+        "host": HOST,
+    }
 
 
 def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:

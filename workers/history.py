@@ -1,0 +1,124 @@
+"""Writing `task_runs`: synchronously, or buffered by one writer thread in the consumer.
+
+In the consumer, hundreds of short tasks a second each recording a start and a finish
+would queue for SQLite's single write lock. The buffered writer collects those records
+and writes them every `interval` seconds in one short transaction; a run that starts and
+finishes within one interval becomes a single INSERT. A run that lasts longer shows as
+`running` within one interval of its start. What a killed process had not yet written
+(at most `interval` seconds of history) is lost; its leases and the jobs' own state,
+which live in the database, are not.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from db.engine import write_transaction
+from db.tables import task_runs
+
+log = logging.getLogger("proxyos.history")
+
+FINISH_COLUMNS = ("status", "finished_at", "duration_ms", "error", "summary")
+ROW_COLUMNS = tuple(column.name for column in task_runs.columns)
+
+
+def _write(conn: Connection, new: list[dict[str, Any]], finished: list[dict[str, Any]]) -> None:
+    """Plain DBAPI executemany: a tenth of the cost of SQLAlchemy's per-row parameter
+    handling, which matters at thousands of runs a second."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    if new:
+        conn.exec_driver_sql(
+            f"INSERT INTO task_runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join([mark] * len(ROW_COLUMNS))})",
+            [tuple(row.get(name) for name in ROW_COLUMNS) for row in new],
+        )
+    if finished:
+        assignments = ", ".join(f"{name} = {mark}" for name in FINISH_COLUMNS)
+        conn.exec_driver_sql(
+            f"UPDATE task_runs SET {assignments} WHERE id = {mark}",
+            [tuple(row[name] for name in FINISH_COLUMNS) + (row["run_id"],) for row in finished],
+        )
+MAX_PENDING = 100_000  # beyond this, with the database unreachable, the oldest are dropped
+
+
+class RunHistory:
+    def __init__(self, engine: Engine, buffered: bool = False, interval: float = 0.05) -> None:
+        self.engine = engine
+        self.buffered = buffered
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._new: dict[str, dict[str, Any]] = {}  # rows not yet in the table
+        self._finished: dict[str, dict[str, Any]] = {}  # rows in the table, now finished
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def started(self, row: dict[str, Any]) -> None:
+        """A run began (or, with its finish columns set, a run that is already over)."""
+        if not self.buffered:
+            with write_transaction(self.engine) as conn:
+                _write(conn, [row], [])
+            return
+        with self._lock:
+            self._new[row["id"]] = row
+        self._ensure_writer()
+
+    def finished(self, run_id: str, **values: Any) -> None:
+        if not self.buffered:
+            with write_transaction(self.engine) as conn:
+                _write(conn, [], [{"run_id": run_id, **values}])
+            return
+        with self._lock:
+            if run_id in self._new:  # started and finished within one interval
+                self._new[run_id].update(values)
+            else:
+                self._finished[run_id] = {"run_id": run_id, **values}
+            if len(self._new) + len(self._finished) > MAX_PENDING:
+                self._drop_oldest()
+
+    def flush(self) -> None:
+        with self._lock:
+            new, finished = list(self._new.values()), list(self._finished.values())
+            self._new, self._finished = {}, {}
+        if not new and not finished:
+            return
+        try:
+            with write_transaction(self.engine) as conn:
+                _write(conn, new, finished)
+        except Exception:
+            with self._lock:  # keep them for the next attempt, newer records winning
+                self._new = {row["id"]: row for row in new} | self._new
+                self._finished = {row["run_id"]: row for row in finished} | self._finished
+            raise
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        if self.buffered:
+            self.flush()
+
+    def _ensure_writer(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="proxyos-history", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self.interval)  # set only by close()
+            try:
+                self.flush()
+            except Exception as exc:  # the database is busy or down: try again shortly
+                log.warning("could not write run history yet: %s", exc)
+                self._wake.wait(1.0)
+
+    def _drop_oldest(self) -> None:
+        oldest = next(iter(self._finished or self._new))
+        self._finished.pop(oldest, None) or self._new.pop(oldest, None)
+        log.warning("run history backlog is full; dropped the record of run %s", oldest)

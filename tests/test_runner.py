@@ -134,3 +134,32 @@ def test_registered_jobs_have_help_and_examples():
         assert job.help
         if not job.hidden:
             assert "proxyos-worker " in job.example, job.name
+
+
+def test_buffered_history_shows_long_runs_as_running_and_writes_everything_on_close(engine, sqlite_url, tmp_path):
+    settings = config.load({"PROXYOS_DATABASE_URL": sqlite_url})
+    ctx = JobContext(settings, buffered_history=True)
+    ctx.history.interval = 0.02
+    started, release = threading.Event(), threading.Event()
+
+    def long_run(_ctx, _options):
+        started.set()
+        assert release.wait(30)
+        return {"done": 1}
+
+    worker = threading.Thread(target=run_job, args=(ctx, Job("long", "", run=long_run, exclusive=False)))
+    worker.start()
+    assert started.wait(30)
+    pause = threading.Event()
+    for _ in range(500):  # the writer thread flushes within its interval; 10 s at most
+        if _runs(engine, "long") or pause.wait(0.02):
+            break
+    assert [r["status"] for r in _runs(engine, "long")] == ["running"]
+    for _ in range(50):
+        run_job(ctx, Job("short", "", run=lambda c, o: {"n": 1}, exclusive=False))
+    release.set()
+    worker.join()
+    ctx.close()  # flushes what is left
+    assert [r["status"] for r in _runs(engine, "long")] == ["ok"]
+    shorts = _runs(engine, "short")
+    assert len(shorts) == 50 and {r["status"] for r in shorts} == {"ok"}

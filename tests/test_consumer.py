@@ -123,3 +123,36 @@ def test_a_stop_signal_lets_the_running_task_finish_and_starts_no_new_one(engine
     assert runs == [("ok", '{"finished": true}')]
     assert queue.huey.pending_count() == 1
     ctx.close()
+
+
+def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env, sqlite_url):
+    """SIGKILL a consumer in the middle of a run; the next start marks that run an error."""
+    assert run_cli(["migrate"], worker_env).returncode == 0
+    engine = create_engine(sqlite_url)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO task_runs (id, job, status, started_at, host) VALUES ('r1', 'backup', 'running', 1, :h)"),
+            {"h": f"{socket.gethostname()}:{dead.pid}"})
+        conn.execute(sa.text(
+            "INSERT INTO task_runs (id, job, status, started_at, host) VALUES ('r2', 'backup', 'running', 1, :h)"),
+            {"h": f"{socket.gethostname()}:{os.getpid()}"})  # alive: this test process
+    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic"], env=worker_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def closed():
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT status, error FROM task_runs WHERE id='r1'")).one()[0] == "error"
+
+    try:
+        _wait_for(closed, what="the orphaned run to be closed")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("SELECT id, status FROM task_runs")).all())
+    assert statuses == {"r1": "error", "r2": "running"}
+    engine.dispose()

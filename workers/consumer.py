@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import time
 
 from huey.consumer import Consumer
 
 from .config import Settings
+from .history import close_orphaned_runs
 from .queue import JobQueue, build_huey
 from .registry import JobContext, discover
 from .scheduler import PeriodicScheduler
@@ -48,6 +51,9 @@ def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[
 
 def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
     engine = open_database(settings)
+    closed = close_orphaned_runs(engine, socket.gethostname(), time.time())
+    if closed:
+        log.warning("%d run(s) of workers that were killed are marked as errors in task_runs", closed)
     engine.dispose()
     queue, ctx = build_queue(settings)
     scheduler = PeriodicScheduler(ctx.engine, queue.jobs.values(), queue.enqueue)

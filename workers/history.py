@@ -12,9 +12,11 @@ which live in the database, are not.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
@@ -122,3 +124,44 @@ class RunHistory:
         oldest = next(iter(self._finished or self._new))
         self._finished.pop(oldest, None) or self._new.pop(oldest, None)
         log.warning("run history backlog is full; dropped the record of run %s", oldest)
+
+
+def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
+    """Mark `running` rows left by dead processes of this host as errors.
+
+    A worker killed mid-task leaves its run `running` forever; at start-up a consumer
+    closes those whose process (host:pid in `task_runs.host`) no longer exists, so
+    `status` and the run history tell the truth. Returns how many it closed.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(task_runs.c.id, task_runs.c.host, task_runs.c.started_at).where(
+                task_runs.c.status == "running", task_runs.c.host.like(f"{hostname}:%")
+            )
+        ).all()
+    dead = [row for row in rows if not _alive(int(row.host.rsplit(":", 1)[1]))]
+    if not dead:
+        return 0
+    with write_transaction(engine) as conn:
+        for row in dead:
+            conn.execute(
+                task_runs.update()
+                .where(task_runs.c.id == row.id, task_runs.c.status == "running")
+                .values(
+                    status="error",
+                    finished_at=now,
+                    duration_ms=int((now - row.started_at) * 1000),
+                    error=f"the worker process ({row.host}) ended before this run finished",
+                )
+            )
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

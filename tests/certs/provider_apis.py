@@ -89,19 +89,37 @@ class Api:
 
     def cloudflare(self, req, path, query, body):
         if req.headers.get("Authorization") != f"Bearer {VALID['cloudflare']['api_token']}":
-            return self._json(403, {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}],
-                                    "messages": [], "result": None})
+            return self._json(
+                403,
+                {
+                    "success": False,
+                    "errors": [{"code": 10000, "message": "Authentication error"}],
+                    "messages": [],
+                    "result": None,
+                },
+            )
         zone_id = "023e105f4ecef8ad9ca31a8372d0c353"
         if path == "/zones" and req.command == "GET":
             found = [{"id": zone_id, "name": ZONE, "status": "active"}] if query.get("name") == [ZONE] else []
-            return self._json(200, {"success": True, "errors": [], "messages": [], "result": found,
-                                    "result_info": {"page": 1, "per_page": 20, "count": len(found)}})
+            return self._json(
+                200,
+                {
+                    "success": True,
+                    "errors": [],
+                    "messages": [],
+                    "result": found,
+                    "result_info": {"page": 1, "per_page": 20, "count": len(found)},
+                },
+            )
         match = re.fullmatch(rf"/zones/{zone_id}/dns_records(?:/(\w+))?", path)
         if not match:
             return self._json(404, {"success": False, "errors": [{"code": 7003, "message": "Could not route"}]})
         if req.command == "GET":
-            found = [dict(r, type="TXT", content=r["content"]) for r in self.records["cloudflare"]
-                     if r["name"] == query.get("name", [""])[0]]
+            found = [
+                dict(r, type="TXT", content=r["content"])
+                for r in self.records["cloudflare"]
+                if r["name"] == query.get("name", [""])[0]
+            ]
             return self._json(200, {"success": True, "errors": [], "messages": [], "result": found})
         if req.command == "POST":
             data = json.loads(body)
@@ -120,19 +138,40 @@ class Api:
             return self._json(401, {"id": "unauthorized", "message": "Unable to authenticate you."})
         match = re.fullmatch(r"/domains/([^/]+)/records(?:/(\d+))?", path)
         if not match or match.group(1) != ZONE:
-            return self._json(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
+            return self._json(
+                404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+            )
         if req.command == "GET":
             name = query.get("name", [""])[0]  # the API filters by the full name
-            found = [{"id": int(r["id"]), "type": "TXT", "name": r["name"].removesuffix("." + ZONE),
-                      "data": r["content"], "ttl": r["ttl"]} for r in self.records["digitalocean"] if r["name"] == name]
+            found = [
+                {
+                    "id": int(r["id"]),
+                    "type": "TXT",
+                    "name": r["name"].removesuffix("." + ZONE),
+                    "data": r["content"],
+                    "ttl": r["ttl"],
+                }
+                for r in self.records["digitalocean"]
+                if r["name"] == name
+            ]
             return self._json(200, {"domain_records": found, "links": {}, "meta": {"total": len(found)}})
         if req.command == "POST":
             data = json.loads(body)
             assert data["type"] == "TXT" and data["ttl"] >= 30 and not data["name"].endswith(ZONE)
             name = ZONE if data["name"] == "@" else f"{data['name']}.{ZONE}"
             record = self._add("digitalocean", name, data["data"], data["ttl"])
-            return self._json(201, {"domain_record": {"id": int(record["id"]), "type": "TXT", "name": data["name"],
-                                                      "data": data["data"], "ttl": data["ttl"]}})
+            return self._json(
+                201,
+                {
+                    "domain_record": {
+                        "id": int(record["id"]),
+                        "type": "TXT",
+                        "name": data["name"],
+                        "data": data["data"],
+                        "ttl": data["ttl"],
+                    }
+                },
+            )
         if req.command == "DELETE":
             self.records["digitalocean"] = [r for r in self.records["digitalocean"] if r["id"] != match.group(2)]
             return 204, {}, b""
@@ -142,7 +181,10 @@ class Api:
 
     def porkbun(self, req, path, query, body):
         data = json.loads(body or b"{}")
-        if (data.get("apikey"), data.get("secretapikey")) != (VALID["porkbun"]["api_key"], VALID["porkbun"]["api_secret"]):
+        if (data.get("apikey"), data.get("secretapikey")) != (
+            VALID["porkbun"]["api_key"],
+            VALID["porkbun"]["api_secret"],
+        ):
             return self._json(400, {"status": "ERROR", "message": "Invalid API key. (002)"})
         if match := re.fullmatch(r"/dns/create/([^/]+)", path):
             if match.group(1) != ZONE:
@@ -155,8 +197,19 @@ class Api:
             if match.group(1) != ZONE:
                 return self._json(400, {"status": "ERROR", "message": "Invalid domain."})
             name = f"{match.group(2)}.{ZONE}" if match.group(2) else ZONE
-            found = [{"id": r["id"], "name": r["name"], "type": "TXT", "content": r["content"], "ttl": str(r["ttl"]),
-                      "prio": "0", "notes": ""} for r in self.records["porkbun"] if r["name"] == name]
+            found = [
+                {
+                    "id": r["id"],
+                    "name": r["name"],
+                    "type": "TXT",
+                    "content": r["content"],
+                    "ttl": str(r["ttl"]),
+                    "prio": "0",
+                    "notes": "",
+                }
+                for r in self.records["porkbun"]
+                if r["name"] == name
+            ]
             return self._json(200, {"status": "SUCCESS", "records": found})
         if match := re.fullmatch(r"/dns/delete/([^/]+)/(\d+)", path):
             self.records["porkbun"] = [r for r in self.records["porkbun"] if r["id"] != match.group(2)]
@@ -168,14 +221,25 @@ class Api:
     def godaddy(self, req, path, query, body):
         key, secret = VALID["godaddy"]["api_token"], VALID["godaddy"]["api_secret"]
         if req.headers.get("Authorization") != f"sso-key {key}:{secret}":
-            return self._json(401, {"code": "UNABLE_TO_AUTHENTICATE", "message": "Unauthorized : Could not authenticate API key/secret"})
+            return self._json(
+                401,
+                {"code": "UNABLE_TO_AUTHENTICATE", "message": "Unauthorized : Could not authenticate API key/secret"},
+            )
         match = re.fullmatch(r"/v1/domains/([^/]+)/records/TXT/([^/]+)", path)
         if not match or match.group(1) != ZONE:
-            return self._json(404, {"code": "UNKNOWN_DOMAIN", "message": "The given domain is not registered, or does not have a zone file"})
+            return self._json(
+                404,
+                {
+                    "code": "UNKNOWN_DOMAIN",
+                    "message": "The given domain is not registered, or does not have a zone file",
+                },
+            )
         name = ZONE if match.group(2) == "@" else f"{match.group(2)}.{ZONE}"
         mine = [r for r in self.records["godaddy"] if r["name"] == name]
         if req.command == "GET":
-            return self._json(200, [{"data": r["content"], "name": match.group(2), "ttl": r["ttl"], "type": "TXT"} for r in mine])
+            return self._json(
+                200, [{"data": r["content"], "name": match.group(2), "ttl": r["ttl"], "type": "TXT"} for r in mine]
+            )
         self.records["godaddy"] = [r for r in self.records["godaddy"] if r["name"] != name]
         if req.command == "PUT":
             for item in json.loads(body):
@@ -188,8 +252,11 @@ class Api:
 
     def _r53_signature_ok(self, req, path: str, body: bytes) -> bool:
         auth = req.headers.get("Authorization", "")
-        match = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/us-east-1/route53/aws4_request, "
-                             r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
+        match = re.fullmatch(
+            r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/us-east-1/route53/aws4_request, "
+            r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})",
+            auth,
+        )
         if not match or match.group(1) != VALID["route53"]["access_key_id"]:
             return False
         amz_date = req.headers["X-Amz-Date"]
@@ -197,17 +264,29 @@ class Api:
         pairs = sorted((k, v) for k, vs in parse_qs(parts.query, keep_blank_values=True).items() for v in vs)
         canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs)
         signed = match.group(3).split(";")
-        canonical = "\n".join([req.command, parts.path, canonical_query,
-                               "".join(f"{h}:{req.headers[h].strip()}\n" for h in signed), match.group(3),
-                               hashlib.sha256(body).hexdigest()])
+        canonical = "\n".join(
+            [
+                req.command,
+                parts.path,
+                canonical_query,
+                "".join(f"{h}:{req.headers[h].strip()}\n" for h in signed),
+                match.group(3),
+                hashlib.sha256(body).hexdigest(),
+            ]
+        )
         scope = f"{match.group(2)}/us-east-1/route53/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         key = ("AWS4" + VALID["route53"]["secret_access_key"]).encode()
         for part in (match.group(2), "us-east-1", "route53", "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        fresh = abs(datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
-                    - datetime.datetime.now(datetime.UTC)).total_seconds() < 300
+        fresh = (
+            abs(
+                datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+                - datetime.datetime.now(datetime.UTC)
+            ).total_seconds()
+            < 300
+        )
         return hmac.compare_digest(expected, match.group(4)) and fresh
 
     def _xml(self, status: int, text: str):
@@ -216,27 +295,40 @@ class Api:
     def route53(self, req, path, query, body):
         # The mount prefix is not part of what the client signed.
         if not self._r53_signature_ok(req, path.replace("/route53", "", 1), body):
-            return self._xml(403, f'<ErrorResponse xmlns="{R53}"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>'
-                                  "<Message>The request signature we calculated does not match the signature you provided."
-                                  "</Message></Error><RequestId>1</RequestId></ErrorResponse>")
+            return self._xml(
+                403,
+                f'<ErrorResponse xmlns="{R53}"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>'
+                "<Message>The request signature we calculated does not match the signature you provided."
+                "</Message></Error><RequestId>1</RequestId></ErrorResponse>",
+            )
         if path == "/2013-04-01/hostedzonesbyname":
             zones = ""
             if query.get("dnsname") == [ZONE]:
-                zones = (f"<HostedZone><Id>/hostedzone/{R53_ZONE_ID}</Id><Name>{ZONE}.</Name>"
-                         "<CallerReference>x</CallerReference><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone>")
-            return self._xml(200, f'<ListHostedZonesByNameResponse xmlns="{R53}"><HostedZones>{zones}</HostedZones>'
-                                  "<IsTruncated>false</IsTruncated><MaxItems>1</MaxItems></ListHostedZonesByNameResponse>")
+                zones = (
+                    f"<HostedZone><Id>/hostedzone/{R53_ZONE_ID}</Id><Name>{ZONE}.</Name>"
+                    "<CallerReference>x</CallerReference><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone>"
+                )
+            return self._xml(
+                200,
+                f'<ListHostedZonesByNameResponse xmlns="{R53}"><HostedZones>{zones}</HostedZones>'
+                "<IsTruncated>false</IsTruncated><MaxItems>1</MaxItems></ListHostedZonesByNameResponse>",
+            )
         if path == f"/2013-04-01/hostedzone/{R53_ZONE_ID}/rrset" and req.command == "GET":
             name = query["name"][0].rstrip(".")
             mine = [r for r in self.records["route53"] if r["name"] == name]
             sets = ""
             if mine:
-                values = "".join(f"<ResourceRecord><Value>\"{r['content']}\"</Value></ResourceRecord>" for r in mine)
-                sets = (f"<ResourceRecordSet><Name>{name}.</Name><Type>TXT</Type><TTL>{mine[0]['ttl']}</TTL>"
-                        f"<ResourceRecords>{values}</ResourceRecords></ResourceRecordSet>")
-            return self._xml(200, f'<ListResourceRecordSetsResponse xmlns="{R53}"><ResourceRecordSets>{sets}'
-                                  "</ResourceRecordSets><IsTruncated>false</IsTruncated><MaxItems>1</MaxItems>"
-                                  "</ListResourceRecordSetsResponse>")
+                values = "".join(f'<ResourceRecord><Value>"{r["content"]}"</Value></ResourceRecord>' for r in mine)
+                sets = (
+                    f"<ResourceRecordSet><Name>{name}.</Name><Type>TXT</Type><TTL>{mine[0]['ttl']}</TTL>"
+                    f"<ResourceRecords>{values}</ResourceRecords></ResourceRecordSet>"
+                )
+            return self._xml(
+                200,
+                f'<ListResourceRecordSetsResponse xmlns="{R53}"><ResourceRecordSets>{sets}'
+                "</ResourceRecordSets><IsTruncated>false</IsTruncated><MaxItems>1</MaxItems>"
+                "</ListResourceRecordSetsResponse>",
+            )
         if path == f"/2013-04-01/hostedzone/{R53_ZONE_ID}/rrset/" and req.command == "POST":
             root = ET.fromstring(body)
             ns = {"r": R53}
@@ -247,17 +339,25 @@ class Api:
                 values = [v.text.strip('"') for v in rrset.iterfind(".//r:Value", ns)]
                 current = sorted(r["content"] for r in self.records["route53"] if r["name"] == name)
                 if action == "DELETE" and current != sorted(values):
-                    return self._xml(400, f'<ErrorResponse xmlns="{R53}"><Error><Code>InvalidChangeBatch</Code>'
-                                          "<Message>Tried to delete resource record set but values do not match</Message>"
-                                          "</Error></ErrorResponse>")
+                    return self._xml(
+                        400,
+                        f'<ErrorResponse xmlns="{R53}"><Error><Code>InvalidChangeBatch</Code>'
+                        "<Message>Tried to delete resource record set but values do not match</Message>"
+                        "</Error></ErrorResponse>",
+                    )
                 self.records["route53"] = [r for r in self.records["route53"] if r["name"] != name]
                 if action == "UPSERT":
                     for value in values:
                         self._add("route53", name, value, int(rrset.findtext("r:TTL", namespaces=ns)))
-            return self._xml(200, f'<ChangeResourceRecordSetsResponse xmlns="{R53}"><ChangeInfo><Id>/change/C1</Id>'
-                                  "<Status>PENDING</Status><SubmittedAt>2026-01-01T00:00:00Z</SubmittedAt></ChangeInfo>"
-                                  "</ChangeResourceRecordSetsResponse>")
-        return self._xml(404, f'<ErrorResponse xmlns="{R53}"><Error><Code>NoSuchHostedZone</Code></Error></ErrorResponse>')
+            return self._xml(
+                200,
+                f'<ChangeResourceRecordSetsResponse xmlns="{R53}"><ChangeInfo><Id>/change/C1</Id>'
+                "<Status>PENDING</Status><SubmittedAt>2026-01-01T00:00:00Z</SubmittedAt></ChangeInfo>"
+                "</ChangeResourceRecordSetsResponse>",
+            )
+        return self._xml(
+            404, f'<ErrorResponse xmlns="{R53}"><Error><Code>NoSuchHostedZone</Code></Error></ErrorResponse>'
+        )
 
     # --- PowerDNS: X-API-Key; /api/v1/servers/{server}/zones/{zone} ------------------
 
@@ -269,9 +369,20 @@ class Api:
             return self._json(404, {"error": f"Could not find domain '{match.group(1) if match else path}'"})
         if req.command == "GET":
             names = sorted({r["name"] for r in self.records["powerdns"]})
-            rrsets = [{"name": n + ".", "type": "TXT", "ttl": 60, "comments": [],
-                       "records": [{"content": f'"{r["content"]}"', "disabled": False}
-                                   for r in self.records["powerdns"] if r["name"] == n]} for n in names]
+            rrsets = [
+                {
+                    "name": n + ".",
+                    "type": "TXT",
+                    "ttl": 60,
+                    "comments": [],
+                    "records": [
+                        {"content": f'"{r["content"]}"', "disabled": False}
+                        for r in self.records["powerdns"]
+                        if r["name"] == n
+                    ],
+                }
+                for n in names
+            ]
             return self._json(200, {"id": ZONE + ".", "name": ZONE + ".", "kind": "Native", "rrsets": rrsets})
         if req.command == "PATCH":
             for rrset in json.loads(body)["rrsets"]:

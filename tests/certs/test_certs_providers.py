@@ -101,12 +101,21 @@ def test_unreachable_api(api):
 def test_sigv4_matches_aws_published_examples():
     when = datetime.datetime(2015, 8, 30, 12, 36, tzinfo=datetime.UTC)
     secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-    vanilla = sigv4_headers("GET", "https://example.amazonaws.com/", b"", "AKIDEXAMPLE", secret, when,
-                            "us-east-1", "service")
+    vanilla = sigv4_headers(
+        "GET", "https://example.amazonaws.com/", b"", "AKIDEXAMPLE", secret, when, "us-east-1", "service"
+    )
     assert vanilla["Authorization"].endswith("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
     assert vanilla["X-Amz-Date"] == "20150830T123600Z"
-    ordered = sigv4_headers("GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1", b"",
-                            "AKIDEXAMPLE", secret, when, "us-east-1", "service")
+    ordered = sigv4_headers(
+        "GET",
+        "https://example.amazonaws.com/?Param2=value2&Param1=value1",
+        b"",
+        "AKIDEXAMPLE",
+        secret,
+        when,
+        "us-east-1",
+        "service",
+    )
     assert ordered["Authorization"].endswith("b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
 
 
@@ -118,14 +127,26 @@ def test_requests_follow_each_api(api):
     seen = {}
     for kind, method, path in api.requests:
         seen.setdefault(kind, []).append(f"{method} {path}")
-    assert seen["cloudflare"] == ["GET /zones", "GET /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records",
-                                  "POST /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records"]
+    assert seen["cloudflare"] == [
+        "GET /zones",
+        "GET /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records",
+        "POST /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records",
+    ]
     assert seen["digitalocean"] == [f"GET /domains/{ZONE}/records", f"POST /domains/{ZONE}/records"]
-    assert seen["porkbun"] == [f"POST /dns/retrieveByNameType/{ZONE}/TXT/_acme-challenge.seq",
-                               f"POST /dns/create/{ZONE}"]
-    assert seen["godaddy"] == [f"GET /v1/domains/{ZONE}/records/TXT/_acme-challenge.seq",
-                               f"PUT /v1/domains/{ZONE}/records/TXT/_acme-challenge.seq"]
-    assert seen["route53"] == ["GET /2013-04-01/hostedzonesbyname", "GET /2013-04-01/hostedzone/Z1D633PJN98FT9/rrset",
-                               "POST /2013-04-01/hostedzone/Z1D633PJN98FT9/rrset/"]
-    assert seen["powerdns"] == [f"GET /api/v1/servers/localhost/zones/{ZONE}.",
-                                f"PATCH /api/v1/servers/localhost/zones/{ZONE}."]
+    assert seen["porkbun"] == [
+        f"POST /dns/retrieveByNameType/{ZONE}/TXT/_acme-challenge.seq",
+        f"POST /dns/create/{ZONE}",
+    ]
+    assert seen["godaddy"] == [
+        f"GET /v1/domains/{ZONE}/records/TXT/_acme-challenge.seq",
+        f"PUT /v1/domains/{ZONE}/records/TXT/_acme-challenge.seq",
+    ]
+    assert seen["route53"] == [
+        "GET /2013-04-01/hostedzonesbyname",
+        "GET /2013-04-01/hostedzone/Z1D633PJN98FT9/rrset",
+        "POST /2013-04-01/hostedzone/Z1D633PJN98FT9/rrset/",
+    ]
+    assert seen["powerdns"] == [
+        f"GET /api/v1/servers/localhost/zones/{ZONE}.",
+        f"PATCH /api/v1/servers/localhost/zones/{ZONE}.",
+    ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 
 from ..errors import ConfigurationError
 from .base import Provider
 
 _registry: dict[str, type[Provider]] = {}
+_lock = threading.Lock()
+_discovered = False
 
 
 def register(cls: type[Provider]) -> type[Provider]:
@@ -18,6 +21,16 @@ def register(cls: type[Provider]) -> type[Provider]:
 
 
 def _discover() -> None:
+    """Import every provider module once (thread-safe: worker threads ask concurrently)."""
+    global _discovered
+    with _lock:
+        if _discovered:
+            return
+        _import_all()
+        _discovered = True
+
+
+def _import_all() -> None:
     for info in pkgutil.iter_modules(__path__):
         if info.name == "base":
             continue
@@ -28,20 +41,16 @@ def _discover() -> None:
 
 
 def types() -> list[str]:
-    if not _registry:
-        _discover()
+    _discover()
     return sorted(_registry)
 
 
 def get(type_name: str) -> type[Provider]:
-    if not _registry:
-        _discover()
+    _discover()
     try:
         return _registry[type_name]
     except KeyError:
-        raise ConfigurationError(
-            f"unknown DNS provider type {type_name!r}; supported: {', '.join(types())}"
-        ) from None
+        raise ConfigurationError(f"unknown DNS provider type {type_name!r}; supported: {', '.join(types())}") from None
 
 
 __all__ = ["Provider", "get", "register", "types"]

@@ -38,8 +38,7 @@ class Provider(ABC):
         missing = [key for key in self.required if not credentials.get(key)]
         if missing:
             raise ConfigurationError(
-                f"DNS provider {self.name!r} ({self.type}) lacks credential "
-                + ", ".join(repr(m) for m in missing)
+                f"DNS provider {self.name!r} ({self.type}) lacks credential " + ", ".join(repr(m) for m in missing)
             )
         self.credentials = dict(credentials)
         self.api_url = (api_url or self.default_api_url or "").rstrip("/")
@@ -63,9 +62,7 @@ class Provider(ABC):
             raise ProviderError(f"{fqdn} is not inside zone {zone}")
         return fqdn[: -len(zone) - 1]
 
-    def http(
-        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs
-    ) -> requests.Response:
+    def http(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
         """One API call; a failure becomes a ProviderError naming the call and the
         provider's own explanation (never the request, which carries credentials)."""
         url = self.api_url + path
@@ -73,9 +70,7 @@ class Provider(ABC):
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.RequestException as exc:
-            raise ProviderError(
-                f"{self.type} API at {self.api_url} unreachable ({type(exc).__name__})"
-            ) from None
+            raise ProviderError(f"{self.type} API at {self.api_url} unreachable ({type(exc).__name__})") from None
         if response.status_code not in ok:
             raise ProviderError(
                 f"{self.type} API {method} {path.split('?')[0]} failed: HTTP {response.status_code}"

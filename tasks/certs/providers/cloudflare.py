@@ -37,17 +37,21 @@ class Cloudflare(Provider):
         return self._zone_ids[zone]
 
     def _records(self, zone_id: str, fqdn: str, value: str) -> list[dict]:
-        result = self.http(
-            "GET", f"/zones/{zone_id}/dns_records", params={"type": "TXT", "name": fqdn, "per_page": 100}
-        ).json().get("result") or []
+        result = (
+            self.http("GET", f"/zones/{zone_id}/dns_records", params={"type": "TXT", "name": fqdn, "per_page": 100})
+            .json()
+            .get("result")
+            or []
+        )
         return [r for r in result if str(r.get("content", "")).strip('"') == value]
 
     def present(self, fqdn: str, zone: str, value: str) -> None:
         zone_id = self._zone_id(zone)
         if self._records(zone_id, fqdn, value):
             return
-        self.http("POST", f"/zones/{zone_id}/dns_records",
-                  json={"type": "TXT", "name": fqdn, "content": value, "ttl": TTL})
+        self.http(
+            "POST", f"/zones/{zone_id}/dns_records", json={"type": "TXT", "name": fqdn, "content": value, "ttl": TTL}
+        )
 
     def cleanup(self, fqdn: str, zone: str, value: str) -> None:
         zone_id = self._zone_id(zone)

@@ -23,16 +23,23 @@ class DigitalOcean(Provider):
             return super().explain(response)
 
     def _records(self, fqdn: str, zone: str, value: str) -> list[dict]:
-        found = self.http(
-            "GET", f"/domains/{zone}/records", params={"type": "TXT", "name": fqdn, "per_page": 200}
-        ).json().get("domain_records") or []
+        found = (
+            self.http("GET", f"/domains/{zone}/records", params={"type": "TXT", "name": fqdn, "per_page": 200})
+            .json()
+            .get("domain_records")
+            or []
+        )
         return [r for r in found if r.get("data") == value]
 
     def present(self, fqdn: str, zone: str, value: str) -> None:
         if self._records(fqdn, zone, value):
             return
-        self.http("POST", f"/domains/{zone}/records", ok=(201,), json={
-            "type": "TXT", "name": self.relative(fqdn, zone), "data": value, "ttl": TTL})
+        self.http(
+            "POST",
+            f"/domains/{zone}/records",
+            ok=(201,),
+            json={"type": "TXT", "name": self.relative(fqdn, zone), "data": value, "ttl": TTL},
+        )
 
     def cleanup(self, fqdn: str, zone: str, value: str) -> None:
         for record in self._records(fqdn, zone, value):

@@ -41,8 +41,7 @@ class Porkbun(Provider):
     def present(self, fqdn: str, zone: str, value: str) -> None:
         if self._records(fqdn, zone, value):
             return
-        self._call(f"/dns/create/{zone}", name=self.relative(fqdn, zone, apex=""), type="TXT",
-                   content=value, ttl=TTL)
+        self._call(f"/dns/create/{zone}", name=self.relative(fqdn, zone, apex=""), type="TXT", content=value, ttl=TTL)
 
     def cleanup(self, fqdn: str, zone: str, value: str) -> None:
         for record in self._records(fqdn, zone, value):

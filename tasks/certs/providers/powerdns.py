@@ -36,8 +36,9 @@ class PowerDNS(Provider):
         return f"/api/v1/servers/{self.server}/zones/{zone.rstrip('.')}."
 
     def _values(self, fqdn: str, zone: str) -> list[str]:
-        response = self.http("GET", self._zone_path(zone), params={"rrset_name": fqdn + ".", "rrset_type": "TXT"},
-                             ok=(200, 404, 422))
+        response = self.http(
+            "GET", self._zone_path(zone), params={"rrset_name": fqdn + ".", "rrset_type": "TXT"}, ok=(200, 404, 422)
+        )
         if response.status_code != 200:
             raise ProviderError(f"powerdns: zone {zone} not found on server {self.server}{self.explain(response)}")
         values = []
@@ -49,8 +50,9 @@ class PowerDNS(Provider):
     def _write(self, fqdn: str, zone: str, values: list[str]) -> None:
         rrset = {"name": fqdn + ".", "type": "TXT"}
         if values:
-            rrset.update(changetype="REPLACE", ttl=TTL,
-                         records=[{"content": f'"{v}"', "disabled": False} for v in values])
+            rrset.update(
+                changetype="REPLACE", ttl=TTL, records=[{"content": f'"{v}"', "disabled": False} for v in values]
+            )
         else:
             rrset["changetype"] = "DELETE"
         self.http("PATCH", self._zone_path(zone), json={"rrsets": [rrset]}, ok=(200, 204))

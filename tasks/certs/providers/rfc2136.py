@@ -34,8 +34,7 @@ class RFC2136(Provider):
         algorithm = str(self.credentials.get("tsig_algorithm") or "hmac-sha256").lower().rstrip(".")
         if algorithm not in ALGORITHMS:
             raise ConfigurationError(
-                f"DNS provider {self.name!r}: tsig_algorithm {algorithm!r} is not one of "
-                + ", ".join(ALGORITHMS)
+                f"DNS provider {self.name!r}: tsig_algorithm {algorithm!r} is not one of " + ", ".join(ALGORITHMS)
             )
         try:
             self.port = int(self.credentials.get("port") or 53)

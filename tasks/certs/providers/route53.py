@@ -24,8 +24,16 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def sigv4_headers(method: str, url: str, body: bytes, access_key: str, secret_key: str,
-                  now: datetime.datetime, region: str = REGION, service: str = SERVICE) -> dict[str, str]:
+def sigv4_headers(
+    method: str,
+    url: str,
+    body: bytes,
+    access_key: str,
+    secret_key: str,
+    now: datetime.datetime,
+    region: str = REGION,
+    service: str = SERVICE,
+) -> dict[str, str]:
     """The Authorization and X-Amz-Date headers of AWS Signature Version 4."""
     parts = urlsplit(url)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
@@ -36,10 +44,16 @@ def sigv4_headers(method: str, url: str, body: bytes, access_key: str, secret_ke
     )
     headers = {"host": parts.netloc, "x-amz-date": amz_date}
     signed = ";".join(sorted(headers))
-    canonical = "\n".join([
-        method, quote(parts.path or "/", safe="/-_.~"), query,
-        "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, hashlib.sha256(body).hexdigest(),
-    ])
+    canonical = "\n".join(
+        [
+            method,
+            quote(parts.path or "/", safe="/-_.~"),
+            query,
+            "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
+            signed,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret_key).encode(), day), region), service), "aws4_request")
@@ -72,8 +86,14 @@ class Route53(Provider):
     def _call(self, method: str, path: str, params: dict | None = None, body: bytes = b"", ok=(200,)):
         query = ("?" + urlencode(sorted(params.items()))) if params else ""
         url = self.api_url + path + query
-        headers = sigv4_headers(method, url, body, self.credentials["access_key_id"],
-                                self.credentials["secret_access_key"], datetime.datetime.now(datetime.UTC))
+        headers = sigv4_headers(
+            method,
+            url,
+            body,
+            self.credentials["access_key_id"],
+            self.credentials["secret_access_key"],
+            datetime.datetime.now(datetime.UTC),
+        )
         if body:
             headers["Content-Type"] = "application/xml"
         response = self.http(method, path + query, data=body or None, headers=headers, ok=ok)
@@ -99,14 +119,14 @@ class Route53(Provider):
                     break
             else:
                 raise ProviderError(
-                    f"route53: no hosted zone {zone} for DNS provider {self.name!r} "
-                    "(is it in this AWS account?)"
+                    f"route53: no hosted zone {zone} for DNS provider {self.name!r} (is it in this AWS account?)"
                 )
         return self._zone_ids[zone]
 
     def _values(self, zone_id: str, fqdn: str) -> tuple[list[str], int]:
-        root = self._call("GET", f"/2013-04-01/hostedzone/{zone_id}/rrset",
-                          {"name": fqdn + ".", "type": "TXT", "maxitems": "1"})
+        root = self._call(
+            "GET", f"/2013-04-01/hostedzone/{zone_id}/rrset", {"name": fqdn + ".", "type": "TXT", "maxitems": "1"}
+        )
         for rrset in root.iter(_q("ResourceRecordSet")):
             name = rrset.findtext(_q("Name"), "").rstrip(".").lower()
             if name == fqdn.lower() and rrset.findtext(_q("Type")) == "TXT":

@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Benchmark: N certificates through ACME DNS-01, this project's worker vs Debian's lego.
 
 Both run against the same Pebble and BIND 9 (started here on loopback): the worker's
@@ -19,7 +20,6 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
-import dataclasses
 import json
 import os
 import secrets
@@ -32,15 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "certs"))
 sys.path.insert(0, str(ROOT))
 
-from certs_support import SECRET, add_provider, add_route  # noqa: E402
-from servers import TSIG_NAME, start_bind, start_pebble  # noqa: E402
+from certs_support import SECRET, add_provider, add_route
+from servers import TSIG_NAME, start_bind, start_pebble
 
-from db.engine import create_engine  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from tasks.certs.issue import Sessions, issue_certificate  # noqa: E402
-from tasks.certs.settings import CertSettings  # noqa: E402
-from tasks.certs.sweep import run_sweep  # noqa: E402
-from tasks.certs.sync import sync_certificates  # noqa: E402
+from db.engine import create_engine
+from db.migrate import upgrade
+from tasks.certs.issue import Sessions, issue_certificate
+from tasks.certs.settings import CertSettings
+from tasks.certs.sweep import run_sweep
+from tasks.certs.sync import sync_certificates
 
 
 def lego_run(lego: str, env: dict, directory: str, resolver_port: int, path: Path, domain: str) -> float:
@@ -107,7 +107,9 @@ def main() -> None:
         started = time.perf_counter()
         lego_each = [lego_run(lego, env, pebble.directory, bind.resolver_port, lego_path, d) for d in lego_names]
         lego_wall = time.perf_counter() - started
-        lego_single = lego_run(lego, env, pebble.directory, bind.resolver_port, lego_path, f"ls-{run_id}.example.test")
+        lego_single = lego_run(
+            lego, env, pebble.directory, bind.resolver_port, lego_path, f"ls-{run_id}.example.test"
+        )
         engine.dispose()
     finally:
         pebble.stop()

@@ -119,7 +119,8 @@ def main() -> None:
     ratio = lego_wall / ours_wall
     print(f"certificates per client: {args.n} (worker concurrency {args.concurrency}); Pebble + BIND 9 on loopback")
     print(f"worker: {ours_wall:7.2f} s for {args.n}  ({args.n / ours_wall:.2f} certs/s)")
-    print(f"lego:   {lego_wall:7.2f} s for {args.n}  (one after another; mean {sum(lego_each) / len(lego_each):.2f} s each)")
+    mean = sum(lego_each) / len(lego_each)
+    print(f"lego:   {lego_wall:7.2f} s for {args.n}  (one after another; mean {mean:.2f} s each)")
     print(f"speed-up (lego / worker): {ratio:.1f}x")
     print(f"single certificate: worker {ours_single:.2f} s, lego {lego_single:.2f} s")
     print("note: a shared 2-core machine; figures are noisy. lego runs with --dns.disable-cp (BIND is not on port 53).")

@@ -28,9 +28,9 @@ from db.tables import routes
 from db.tables_traffic import traffic_metrics
 
 from . import histogram, state
-from .buckets import COUNTERS, MINUTE_MS, SIZES, Totals, metric_id
+from .buckets import COUNTERS, MINUTE_MS, SIZES, metric_id
 
-DEFAULT_BATCH_ROWS = 50_000
+DEFAULT_BATCH_ROWS = 20_000
 _ID_CHUNK = 500
 
 BatchHook = Callable[[str, int], None]
@@ -54,40 +54,64 @@ GROUP BY route_id, recorded_at / 60, latency_bin
 
 @dataclass
 class Delta:
-    """What one batch adds: totals per (size, bucket_ts, route), newest time per route."""
+    """What one batch adds: per (size, bucket_ts, route) the COUNTERS then a histogram
+    {bin: count} (a list), and the newest `recorded_at` per route."""
 
-    buckets: dict[tuple[str, int, str], Totals]
+    buckets: dict[tuple[str, int, str], list]
     last_seen: dict[str, int]
     rows: int
 
 
+def _grouped_rows(conn: Connection, low: int, high: int) -> list[tuple]:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = _GROUPED.replace(":low", mark).replace(":high", mark)
+    return conn.exec_driver_sql(sql, (low, high)).fetchall()
+
+
 def group_batch(conn: Connection, low: int, high: int) -> Delta:
-    minutes: dict[tuple[int, str], Totals] = {}
+    """Group the rows with low < seq <= high by route, minute and latency bin (in SQL),
+    then sum them into 1m buckets and roll those up into 1h and 1d buckets."""
+    minutes: dict[tuple[int, str], list] = {}
     last_seen: dict[str, int] = {}
     rows = 0
-    for route, minute, bin_, *counts, newest in conn.execute(
-        sa.text(_GROUPED), {"low": low, "high": high}
-    ):
-        counts = [int(v or 0) for v in counts]
-        rows += counts[0]
-        key = (minute, route)
-        totals = minutes.get(key)
-        if totals is None:
-            totals = minutes[key] = Totals()
-        totals.add(counts, {bin_: counts[0]} if bin_ is not None else {})
-        if newest is not None and newest > last_seen.get(route, -1):
-            last_seen[route] = int(newest)
-    buckets: dict[tuple[str, int, str], Totals] = {}
-    for (minute, route), totals in minutes.items():
+    for route, minute, bin_, n, b, e, s2, s3, s4, s5, lat, newest in _grouped_rows(conn, low, high):
+        rows += n
+        acc = minutes.get((minute, route))
+        if acc is None:
+            minutes[(minute, route)] = [n, b, e, s2, s3, s4, s5, lat, {} if bin_ is None else {bin_: n}]
+        else:
+            acc[0] += n
+            acc[1] += b
+            acc[2] += e
+            acc[3] += s2
+            acc[4] += s3
+            acc[5] += s4
+            acc[6] += s5
+            acc[7] += lat
+            if bin_ is not None:
+                acc[8][bin_] = n  # one group row per (route, minute, bin)
+        if newest > last_seen.get(route, -1):
+            last_seen[route] = newest
+    buckets: dict[tuple[str, int, str], list] = {}
+    hour_ms, day_ms = SIZES["1h"], SIZES["1d"]
+    for (minute, route), acc in minutes.items():
         ts = minute * MINUTE_MS
-        buckets[("1m", ts, route)] = totals
-        for size in ("1h", "1d"):  # rolled up from the 1m sums
-            key = (size, ts - ts % SIZES[size], route)
-            rolled = buckets.get(key)
+        buckets[("1m", ts, route)] = acc
+        for key in (("1h", ts - ts % hour_ms, route), ("1d", ts - ts % day_ms, route)):
+            rolled = buckets.get(key)  # rolled up from the 1m sums
             if rolled is None:
-                rolled = buckets[key] = Totals()
-            rolled.add(totals.counts, totals.hist)
+                buckets[key] = [*acc[:8], dict(acc[8])]
+            else:
+                _add(rolled, acc)
     return Delta(buckets, last_seen, rows)
+
+
+def _add(into: list, other: list) -> None:
+    for i in range(8):
+        into[i] += other[i]
+    hist = into[8]
+    for k, n in other[8].items():
+        hist[k] = hist.get(k, 0) + n
 
 
 def _existing(conn: Connection, ids: list[str]) -> dict[str, tuple]:
@@ -119,15 +143,14 @@ def write_delta(conn: Connection, delta: Delta) -> int:
     ids = {key: metric_id(*key) for key in delta.buckets}
     old = _existing(conn, list(ids.values()))
     params = []
-    for key, totals in delta.buckets.items():
+    for key, acc in delta.buckets.items():
         size, ts, route = key
         row_id = ids[key]
-        counts, hist = totals.counts, totals.hist
         before = old.get(row_id)
         if before is not None:
-            counts = [a + int(b or 0) for a, b in zip(counts, before[:-1], strict=True)]
-            hist = histogram.merge(histogram.decode(before[-1]), hist)
-        params.append((row_id, route, size, ts, *counts, histogram.encode(hist)))
+            acc = [*acc[:8], dict(acc[8])]
+            _add(acc, [*(int(v or 0) for v in before[:8]), histogram.decode(before[8])])
+        params.append((row_id, route, size, ts, *acc[:8], histogram.encode(acc[8])))
     if params:
         conn.exec_driver_sql(_upsert_sql(conn), params)
     _touch_routes(conn, delta.last_seen.items())

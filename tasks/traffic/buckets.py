@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 MINUTE_MS = 60_000
 SIZES = {"1m": MINUTE_MS, "1h": 60 * MINUTE_MS, "1d": 24 * 60 * MINUTE_MS}
 
@@ -23,16 +21,3 @@ def metric_id(size: str, bucket_ts: int, route_id: str) -> str:
     """The workers' rows are keyed by what they count, so a re-run finds the same row.
     (Rows ProxyOS wrote itself keep their random ids and are left alone.)"""
     return f"{size}-{bucket_ts}-{route_id}"
-
-
-@dataclass(slots=True)
-class Totals:
-    counts: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))
-    hist: dict[int, int] = field(default_factory=dict)
-
-    def add(self, counts, hist) -> None:
-        mine = self.counts
-        for i, value in enumerate(counts):
-            mine[i] += value
-        for k, n in hist.items():
-            self.hist[k] = self.hist.get(k, 0) + n

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+
+import orjson
 
 MAX_PATH = 2048
 MAX_USER_AGENT = 512
@@ -27,6 +29,7 @@ class Request:
     user_agent: str | None
 
 
+@lru_cache(maxsize=4096)
 def normalize_host(raw: str) -> str:
     """`Example.COM:8443` -> `example.com`; `[::1]:443` -> `::1`; trailing dot dropped."""
     host = raw.strip().lower()
@@ -56,49 +59,51 @@ def _timestamp(value: object) -> int:
 
 
 def _int(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
+    kind = type(value)
+    return int(value) if kind is int or kind is float else None
 
 
 def _text(value: object, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
+    return value[:limit] if type(value) is str else None
 
 
 def parse_line(line: bytes | str) -> Request:
     try:
-        entry = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedLine(f"not JSON ({exc.__class__.__name__})") from None
-    if not isinstance(entry, dict):
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        why = "not UTF-8" if "utf-8" in str(exc).lower() else "not JSON"
+        raise MalformedLine(why) from None
+    if type(entry) is not dict:
         raise MalformedLine("not a JSON object")
     request = entry.get("request")
-    if not isinstance(request, dict):
+    if type(request) is not dict:
         raise MalformedLine("no request object")
     host = request.get("host")
-    if not isinstance(host, str) or not host.strip():
+    if type(host) is not str or not host.strip():
         raise MalformedLine("no request.host")
-    if "ts" not in entry:
+    ts = entry.get("ts")
+    if ts is None:
         raise MalformedLine("no ts")
+    recorded_at = int(ts) if type(ts) is float or type(ts) is int else _timestamp(ts)
     duration = entry.get("duration")
     latency = None
-    if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0:
+    if (type(duration) is float or type(duration) is int) and duration >= 0:
         latency = round(duration * 1000)
-    headers = request.get("headers")
     agent = None
-    if isinstance(headers, dict):
+    headers = request.get("headers")
+    if type(headers) is dict:
         values = headers.get("User-Agent")
-        if isinstance(values, list) and values:
+        if type(values) is list and values:
             agent = _text(values[0], MAX_USER_AGENT)
     client = request.get("client_ip") or entry.get("client_ip") or request.get("remote_ip")
     return Request(
-        host=normalize_host(host),
-        recorded_at=_timestamp(entry["ts"]),
-        method=_text(request.get("method"), 16),
-        path=_text(request.get("uri"), MAX_PATH),
-        status_code=_int(entry.get("status")),
-        latency_ms=latency,
-        bytes_out=_int(entry.get("size")),
-        client_ip=_text(client, 64),
-        user_agent=agent,
+        normalize_host(host),
+        recorded_at,
+        _text(request.get("method"), 16),
+        _text(request.get("uri"), MAX_PATH),
+        _int(entry.get("status")),
+        latency,
+        _int(entry.get("size")),
+        _text(client, 64),
+        agent,
     )

@@ -52,9 +52,10 @@ def merge(into: dict[int, int], other: Mapping[int, int]) -> dict[int, int]:
 
 
 def encode(hist: Mapping[int, int]) -> str | None:
+    """`{"12":3,"13":40}`: compact JSON, bins in order."""
     if not hist:
         return None
-    return json.dumps({str(k): hist[k] for k in sorted(hist)}, separators=(",", ":"))
+    return "{" + ",".join(f'"{k}":{hist[k]}' for k in sorted(hist)) + "}"
 
 
 def decode(text: str | None) -> dict[int, int]:

@@ -68,7 +68,7 @@ def test_host_normalization():
     (b'{"ts": 1, "request": {"host": ""}}', "no request.host"),
     (b'{"request": {"host": "a"}}', "no ts"),
     (b'{"ts": "yesterday", "request": {"host": "a"}}', "ts is not a time"),
-    (b"\xff\xfe{}", "not JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
 ])
 def test_malformed_lines_say_why(line, why):
     with pytest.raises(MalformedLine, match=why):

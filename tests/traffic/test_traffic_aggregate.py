@@ -6,7 +6,7 @@ import random
 
 import pytest
 import sqlalchemy as sa
-from conftest import NOW, add_route, append, caddy_line, random_lines, recount, stored
+from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored
 
 from db.engine import write_transaction
 from db.tables import routes

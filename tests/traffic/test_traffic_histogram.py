@@ -7,7 +7,7 @@ import random
 
 import pytest
 import sqlalchemy as sa
-from conftest import NOW, add_route, append, caddy_line
+from traffic_helpers import NOW, add_route, append, caddy_line
 
 from db.tables_traffic import access_log
 from tasks.traffic import histogram

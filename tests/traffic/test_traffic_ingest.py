@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import NOW, add_route, append, caddy_line, count_rows
+from traffic_helpers import NOW, add_route, append, caddy_line, count_rows
 
 from db.tables_traffic import access_log
 from tasks.outcome import Skipped

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import NOW, add_route, append, caddy_line, count_rows
+from traffic_helpers import NOW, add_route, append, caddy_line, count_rows
 
 from db.engine import sqlite_path, write_transaction
 from db.tables import audit_log, health_checks, task_runs
@@ -27,8 +27,8 @@ def no_sleep(_seconds: float) -> None:
     pass
 
 
-def run_prune(engine, retention=Retention(), pacing=FAST, now=NOW):
-    return prune(engine, rules(retention), now=now, pacing=pacing, sleep=no_sleep)
+def run_prune(engine, retention=None, pacing=FAST, now=NOW):
+    return prune(engine, rules(retention or Retention()), now=now, pacing=pacing, sleep=no_sleep)
 
 
 def test_every_rule_is_declared_in_one_place_with_the_issue_defaults():

@@ -197,7 +197,7 @@ class Pebble:
             self.proc.wait()
 
 
-def start_pebble(directory: Path, dns_port: int, env: dict | None = None) -> Pebble:
+def start_pebble(directory: Path, dns_port: int, env: dict | None = None, extra: dict | None = None) -> Pebble:
     import trustme
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def start_pebble(directory: Path, dns_port: int, env: dict | None = None) -> Peb
         "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{mgmt}",
         "certificate": str(directory / "cert.pem"), "privateKey": str(directory / "key.pem"),
         "httpPort": free_port(), "tlsPort": free_port(), "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
+        "externalAccountBindingRequired": False, **(extra or {}),
     }}))
     log = directory / "pebble.log"
     handle = open(log, "w")  # noqa: SIM115

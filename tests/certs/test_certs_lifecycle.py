@@ -273,3 +273,28 @@ def test_aliases_change_reissues_with_new_names(engine, settings, bind):
 
 def test_env_is_clean(cert_env):
     assert "PROXYOS_SECRET" in cert_env and os.environ.get("PROXYOS_SECRET") is None
+
+
+def test_sweep_and_race_on_any_database(any_engine, any_url, settings, bind):
+    """The same guarantees on PostgreSQL (when configured) as on SQLite."""
+    provider = add_provider(any_engine, bind.credentials)
+    add_route(any_engine, domain := unique(), provider, aliases=[f"*.{domain}"])
+    barrier = threading.Barrier(2)
+    results = []
+
+    def consumer():
+        own = create_engine(any_url)
+        barrier.wait()
+        results.append(run_sweep(own, settings))
+        own.dispose()
+
+    threads = [threading.Thread(target=consumer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.get("issued", 0) for r in results) == 1, results
+    assert _issued(any_engine, domain) == 1
+    row = _row(any_engine, domain)
+    summary = run_sweep(any_engine, settings, clock=lambda: row.renew_at + 1)
+    assert summary.get("renewed") == 1, summary

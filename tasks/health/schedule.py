@@ -28,7 +28,9 @@ from db.tables_health import route_health_state, stream_health_state
 
 from .config import DEFAULT_INTERVAL
 from .settings import MIN_INTERVAL, HealthSettings
-from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE
+from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE, chunks
+
+WRITE_SLICE = 1000  # schedule rows per write transaction
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]
     horizon = now + settings.lookahead
     stream_interval = max(settings.stream_interval, MIN_INTERVAL)
     claimed: list[Due] = []
-    with write_transaction(engine) as conn:
+    with engine.connect() as conn:  # read first: the write lock is held only to write
         interval = _route_interval()
         route_rows = conn.execute(
             sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
@@ -92,25 +94,31 @@ def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]
                 )
             )
         ).all()
-        for kind, table, key, rows in (
-            ("route", route_health_state, "route_id", route_rows),
-            ("stream", stream_health_state, "stream_id", stream_rows),
-        ):
-            updates = []
-            for target_id, every, next_due in rows:
-                every = float(every)
-                if (
-                    next_due is None
-                    or next_due > now + every + settings.lookahead
-                    or next_due < now - every
-                ):
-                    next_due = next_slot(target_id, every, now)  # new, re-timed, or long missed
-                if next_due <= horizon:
-                    claimed.append(Due(kind, target_id, next_due))
-                    next_due += every
-                updates.append({key: target_id, "next_due_at": next_due, "updated_at": now})
-            if updates:
-                conn.execute(upsert(conn, table, [key], ["next_due_at", "updated_at"]), updates)
+    writes = []
+    for kind, table, key, rows in (
+        ("route", route_health_state, "route_id", route_rows),
+        ("stream", stream_health_state, "stream_id", stream_rows),
+    ):
+        updates = []
+        for target_id, every, next_due in rows:
+            every = float(every)
+            if (
+                next_due is None
+                or next_due > now + every + settings.lookahead
+                or next_due < now - every
+            ):
+                next_due = next_slot(target_id, every, now)  # new, re-timed, or long missed
+            if next_due <= horizon:
+                claimed.append(Due(kind, target_id, next_due))
+                next_due += every
+            updates.append({key: target_id, "next_due_at": next_due, "updated_at": now})
+        writes.append((table, key, updates))
+    # The dispatcher runs one at a time (its lease), so nothing moved these rows since the
+    # read; the writes go in slices so that no transaction holds the lock for long.
+    for table, key, updates in writes:
+        for part in chunks(updates, WRITE_SLICE):
+            with write_transaction(engine) as conn:
+                conn.execute(upsert(conn, table, [key], ["next_due_at", "updated_at"]), part)
     claimed.sort(key=lambda d: d.due_at)
     return claimed
 

@@ -21,7 +21,12 @@ def _percentile(values: list[int], fraction: float) -> int | None:
 
 
 def summary(engine: Engine, now: float) -> dict:
+    """Flat figures: how many routes and streams are in each status (`unknown`: not yet
+    decided, see the thresholds), and how late checks run (over each one's latest
+    scheduled check) or are overdue (due, not yet claimed by the dispatcher)."""
     out: dict = {}
+    late: list[int] = []
+    overdue: list[float] = []
     with engine.connect() as conn:
         for kind, table, state, key, eligible in (
             ("routes", routes, route_health_state, "route_id", ROUTE_ELIGIBLE),
@@ -32,22 +37,17 @@ def summary(engine: Engine, now: float) -> dict:
                 .select_from(table.outerjoin(state, state.c[key] == table.c.id))
                 .where(eligible)
             ).all()
-            counts = {"healthy": 0, "degraded": 0, "unhealthy": 0, "unknown": 0}
-            for row in rows:
-                counts[row.status or "unknown"] = counts.get(row.status or "unknown", 0) + 1
-            late = [r.last_lateness_ms for r in rows if r.last_lateness_ms is not None]
-            overdue = [
+            for status in ("healthy", "degraded", "unhealthy", "unknown"):
+                out[f"{kind}_{status}"] = sum(1 for r in rows if (r.status or "unknown") == status)
+            late.extend(r.last_lateness_ms for r in rows if r.last_lateness_ms is not None)
+            overdue.extend(
                 now - r.next_due_at
                 for r in rows
                 if r.next_due_at is not None and r.next_due_at < now - LATE_AFTER_S
-            ]
-            out[kind] = {
-                "checked": len(rows),
-                **counts,
-                "lateness_p50_ms": _percentile(late, 0.50),
-                "lateness_p99_ms": _percentile(late, 0.99),
-                "lateness_max_ms": max(late) if late else None,
-                "overdue": len(overdue),
-                "most_overdue_s": round(max(overdue), 1) if overdue else 0,
-            }
+            )
+    out["lateness_p50_ms"] = _percentile(late, 0.50)
+    out["lateness_p99_ms"] = _percentile(late, 0.99)
+    out["lateness_max_ms"] = max(late) if late else None
+    out["overdue"] = len(overdue)
+    out["most_overdue_s"] = round(max(overdue), 1) if overdue else 0
     return out

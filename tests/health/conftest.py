@@ -4,6 +4,7 @@ from a test CA, a port that accepts and never answers, a closed port, UDP ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -110,14 +111,11 @@ class BlackHole:
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.held: list[socket.socket] = []
         self.accepted = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
 
     def _accept(self) -> None:
         while True:
@@ -129,8 +127,16 @@ class BlackHole:
             self.accepted.set()
 
     def close(self) -> None:
+        """Stop listening, then hang up on every connection held (once)."""
+        if self.sock.fileno() < 0:
+            return
+        with contextlib.suppress(OSError):  # wakes the accepting thread
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self._thread.join(10)  # no connection is added after this
         for conn in self.held:
+            with contextlib.suppress(OSError):  # the peer may have gone already
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
 

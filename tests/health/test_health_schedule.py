@@ -105,3 +105,17 @@ def test_split_keeps_due_order():
         ["3", "4", "5"],
         ["6"],
     ]
+
+
+def test_status_counts_overdue_checks(engine):
+    from tasks.health.status import summary
+
+    route = add_route(engine, ups("127.0.0.1:1"), health_check_interval=30)
+    claim_due(engine, SETTINGS, NOW)
+    with write_transaction(engine) as conn:
+        conn.execute(route_health_state.update().values(next_due_at=NOW - 100, last_lateness_ms=40))
+    figures = summary(engine, NOW)
+    assert (figures["overdue"], figures["most_overdue_s"]) == (1, 100.0)
+    assert figures["lateness_p99_ms"] == 40
+    assert figures["routes_unknown"] == 1
+    assert route

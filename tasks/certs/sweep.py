@@ -14,12 +14,14 @@ from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
 from db.tables import certificates, routes
+from db.tables_certs import cert_dns_records
 
 from . import policy
 from .ari import fetch_window
 from .errors import CertError
-from .issue import Outcome, Sessions, issue_certificate
-from .lease import new_owner
+from .issue import Outcome, Sessions, build_provider, issue_certificate
+from .lease import Lease, new_owner
+from .records import clean_leftovers
 from .settings import CertSettings
 from .sync import sync_certificates, wants_dns01
 
@@ -108,6 +110,33 @@ def refresh_ari(
     return checked
 
 
+def clean_orphans(engine: Engine, settings: CertSettings, clock: Callable[[], float], owner: str) -> int:
+    """Remove TXT values a killed worker left behind for certificates nobody is working
+    on (whether or not they are due), under each certificate's lease."""
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(cert_dns_records.c.certificate_id).distinct())]
+    removed = 0
+    for cert_id in ids:
+        lease = Lease(engine, cert_id, owner, settings.lease_seconds, clock)
+        if not lease.acquire():
+            continue
+        try:
+            cache: dict = {}
+
+            def provider_for(provider_id: str, cert_id=cert_id, cache=cache):
+                if provider_id not in cache:
+                    with engine.connect() as conn:
+                        cache[provider_id] = build_provider(conn, provider_id, settings, f"certificate {cert_id}")
+                return cache[provider_id]
+
+            removed += clean_leftovers(engine, cert_id, provider_for)
+        except CertError as exc:
+            log.warning("leftover TXT values of certificate %s not removed: %s", cert_id, exc)
+        finally:
+            lease.release()
+    return removed
+
+
 def _update(engine: Engine, cert_id: str, **values) -> None:
     with write_transaction(engine) as conn:
         conn.execute(certificates.update().where(certificates.c.id == cert_id).values(**values))
@@ -125,11 +154,12 @@ def run_sweep(
     synced = sync_certificates(engine, int(now))
     expired = mark_expired(engine, int(now))
     sessions = sessions or Sessions(engine, settings, clock)
+    owner = new_owner()
+    orphans = clean_orphans(engine, settings, clock, owner)
     rows = _candidates(engine)
     ari_checked = refresh_ari(engine, settings, sessions, rows, now)
     rows = _candidates(engine)
     due = [(row, reason) for row in rows if (reason := due_reason(row, now))]
-    owner = new_owner()
     outcomes: list[Outcome] = []
     if due:
         with ThreadPoolExecutor(
@@ -159,6 +189,7 @@ def run_sweep(
         "route_problems": list(synced.problems.values()),
         "expired": expired,
         "ari_checked": ari_checked,
+        "leftover_txt_removed": orphans,
         "due": len(due),
         **counts,
         "certificates": [o.as_dict() for o in outcomes],

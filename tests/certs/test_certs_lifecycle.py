@@ -199,9 +199,10 @@ def test_worker_killed_mid_order_is_finished_once_after_restart(engine, settings
     assert bind.txt(f"_acme-challenge.{domain}")  # left behind by the killed worker
     # A restart before the lease expires leaves it alone; after, it finishes the job once.
     assert run_sweep(engine, settings).get("busy", 0) + run_sweep(engine, settings)["due"] == 0
+    assert bind.txt(f"_acme-challenge.{domain}")
     later = row.lease_expires_at + 1
     summary = run_sweep(engine, settings, clock=lambda: later)
-    assert summary.get("issued") == 1, summary
+    assert summary.get("issued") == 1 and summary["leftover_txt_removed"] == 1, summary
     assert run_sweep(engine, settings, clock=lambda: later + 60)["due"] == 0
     assert _issued(engine, domain) == 1
     assert bind.txt(f"_acme-challenge.{domain}") == set()

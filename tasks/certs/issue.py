@@ -194,7 +194,12 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
     except Exception as exc:  # a bug or an unexpected library error: record it, go on
         log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
         return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
-    return _store(engine, settings, session, row, names, route, result, renewal, clock)
+    try:
+        return _store(engine, settings, session, row, names, route, result, renewal, clock)
+    except OSError as exc:
+        where = settings.cert_dir / names[0].replace("*", "_")
+        return _failed(engine, row, f"the CA issued the certificate but writing it to {where} failed: "
+                       f"{exc.strerror or exc}", None, clock)
 
 
 def _set(engine: Engine, cert_id: str, **values) -> None:

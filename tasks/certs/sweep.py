@@ -179,7 +179,12 @@ def run_sweep(
                 )
                 for row, _ in due
             ]
-            outcomes = [f.result() for f in futures]
+            for future, (row, _) in zip(futures, due, strict=True):
+                try:
+                    outcomes.append(future.result())
+                except Exception as exc:  # e.g. the database unavailable: the next run retries
+                    log.error("certificate %s: %s: %s", row.domain, type(exc).__name__, exc)
+                    outcomes.append(Outcome(row.id, row.domain, "failed", f"{type(exc).__name__}: {exc}"))
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.result] = counts.get(outcome.result, 0) + 1

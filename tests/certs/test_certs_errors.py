@@ -163,3 +163,14 @@ def test_issue_on_deleted_certificate_and_busy_lease(engine, settings, bind):
     assert issue_certificate(engine, settings, Sessions(engine, settings, lambda: 1e9), "nope").result == "failed"
     with engine.connect() as conn:
         assert conn.execute(sa.select(task_runs)).all() == []
+
+
+def test_unwritable_certificate_directory_is_recorded(engine, settings, bind, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    settings = dataclasses.replace(settings, cert_dir=blocker)
+    add_route(engine, domain := unique(), add_provider(engine, bind.credentials))
+    summary = run_sweep(engine, settings)
+    assert summary.get("failed") == 1
+    message = _cert(engine, domain).last_error
+    assert "the CA issued the certificate but writing it to" in message and str(blocker) in message

@@ -8,6 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tasks.certs import providers
+from tasks.certs.errors import CertError
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.keys import KEY_TYPES
 from tasks.certs.settings import LETSENCRYPT, CertSettings
@@ -114,12 +115,8 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
                                 clock=ctx.clock)
     if outcome.result in ("failed", "busy"):
-        raise _IssueFailed(f"{outcome.domain}: {outcome.error}")
+        raise CertError(f"{outcome.domain}: {outcome.error}")
     return outcome.as_dict()
-
-
-class _IssueFailed(Exception):
-    __module__ = "tasks.certs"  # shown without a type name: the message says it all
 
 
 def _status(ctx: JobContext) -> dict:

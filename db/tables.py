@@ -11,7 +11,7 @@ changes what an old migration does.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, Table, Text, TypeDecorator, text
 
 metadata = MetaData()
 
@@ -47,7 +47,15 @@ def c(
     )
 
 
-INT = Integer  # also used for ts_s and bool columns, as ProxyOS stores them
+class INT(TypeDecorator):
+    """ProxyOS's INTEGER (also for ts_s and bool columns). SQLite's INTEGER is 64-bit;
+    PostgreSQL's is not, so there it is BIGINT (`bucket_ts` is in milliseconds)."""
+
+    impl = Integer
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(BigInteger() if dialect.name == "postgresql" else Integer())
 
 routes = Table(
     "routes",

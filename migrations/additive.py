@@ -21,7 +21,13 @@ from alembic import op
 
 log = logging.getLogger("proxyos.migrations")
 
-_TYPES = {"text": sa.Text, "integer": sa.Integer, "real": sa.Float}
+# `integer` is SQLite's 64-bit INTEGER; on PostgreSQL that takes BIGINT (millisecond
+# timestamps such as traffic_metrics.bucket_ts do not fit in a 32-bit integer).
+_TYPES = {
+    "text": sa.Text,
+    "integer": lambda: sa.Integer().with_variant(sa.BigInteger(), "postgresql"),
+    "real": sa.Float,
+}
 
 
 def parse_columns(spec: str) -> list[sa.Column]:

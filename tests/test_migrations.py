@@ -282,3 +282,12 @@ def test_concurrent_start_ups_migrate_once(tmp_path, worker_env):
     outcomes = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outcomes
     assert sum("migrations applied" in err for _, err in outcomes) == 1
+
+
+def test_millisecond_timestamps_fit_on_every_database(any_engine):
+    """traffic_metrics.bucket_ts is in ms: beyond 32 bits, so BIGINT on PostgreSQL."""
+    with any_engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO traffic_metrics (id, route_id, bucket, bucket_ts) VALUES ('m', 'r', '1m', :ts)"),
+            {"ts": 1_764_000_000_000})
+        assert conn.execute(sa.text("SELECT bucket_ts FROM traffic_metrics")).scalar() == 1_764_000_000_000

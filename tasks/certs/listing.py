@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from db.tables import certificates, routes
 
 from . import policy
-from .sweep import due_reason
+from .policy import due_reason
 
 
 def rows(engine: Engine, now: float) -> list[dict]:

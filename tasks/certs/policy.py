@@ -60,3 +60,24 @@ def issued_last_week(
         sa.select(sa.func.count(), sa.func.min(cert_issuance_log.c.issued_at)).where(*where)
     ).one()
     return int(count), (int(oldest) + WEEK if oldest is not None else None)
+
+
+def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
+    """Why `row` should be worked on now, or None."""
+    if not leased_by_us and row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
+        return None
+    if row.next_attempt_at and row.next_attempt_at > now:
+        return None
+    if row.status == "provisioning":
+        return "new"
+    if not row.auto_renew:
+        return None
+    if row.status in ("error", "expired", "renewing"):
+        return "retry" if row.status != "expired" else "expired"
+    if row.status == "active":
+        renew_at = row.renew_at
+        if renew_at is None and row.issued_at and row.expires_at:
+            renew_at = renew_at(row.issued_at, row.expires_at)
+        if renew_at is None or renew_at <= now:
+            return "renewal"
+    return None

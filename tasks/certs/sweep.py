@@ -21,6 +21,7 @@ from .ari import fetch_window
 from .errors import CertError
 from .issue import Outcome, Sessions, build_provider, issue_certificate
 from .lease import Lease, new_owner
+from .policy import due_reason
 from .records import clean_leftovers
 from .settings import CertSettings
 from .sync import sync_certificates, wants_dns01
@@ -48,27 +49,6 @@ def mark_expired(engine: Engine, now: int) -> int:
             )
             .values(status="expired", updated_at=now)
         ).rowcount
-
-
-def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
-    """Why `row` should be worked on now, or None."""
-    if not leased_by_us and row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
-        return None
-    if row.next_attempt_at and row.next_attempt_at > now:
-        return None
-    if row.status == "provisioning":
-        return "new"
-    if not row.auto_renew:
-        return None
-    if row.status in ("error", "expired", "renewing"):
-        return "retry" if row.status != "expired" else "expired"
-    if row.status == "active":
-        renew_at = row.renew_at
-        if renew_at is None and row.issued_at and row.expires_at:
-            renew_at = policy.renew_at(row.issued_at, row.expires_at)
-        if renew_at is None or renew_at <= now:
-            return "renewal"
-    return None
 
 
 def refresh_ari(

@@ -9,11 +9,8 @@ import sqlalchemy as sa
 
 from tasks.certs import providers
 from tasks.certs.errors import CertError
-from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.keys import KEY_TYPES
 from tasks.certs.settings import LETSENCRYPT, CertSettings
-from tasks.certs.sweep import run_sweep
-from tasks.certs.sync import sync_certificates
 from tasks.outcome import Skipped
 from tasks.redaction import remember
 
@@ -82,12 +79,15 @@ def cert_settings(env: Mapping[str, str]) -> CertSettings:
 
 
 def _run_certs(ctx: JobContext, _options: dict) -> dict:
+    from tasks.certs.sweep import run_sweep  # imported when used: keeps the CLI quick
+
     settings = cert_settings(ctx.settings.env)
     return run_sweep(ctx.engine, settings, clock=ctx.clock)
 
 
 def _find(ctx: JobContext, options: Mapping) -> str:
     from db.tables import certificates
+    from tasks.certs.sync import sync_certificates
 
     cert_id, domain = options.get("cert"), options.get("domain")
     if not cert_id and not domain:
@@ -110,6 +110,8 @@ def _find(ctx: JobContext, options: Mapping) -> str:
 
 
 def _run_issue(ctx: JobContext, options: dict) -> dict:
+    from tasks.certs.issue import Sessions, issue_certificate
+
     settings = cert_settings(ctx.settings.env)
     cert_id = _find(ctx, options)
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,

@@ -26,12 +26,19 @@ def _resolvers(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
         return ()
     found = []
     for item in raw.replace(",", " ").split():
-        host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
-        host = host or item
+        if item.startswith("["):  # [IPv6]:port
+            host, _, port = item[1:].partition("]")
+            port = port.lstrip(":")
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        else:
+            host, port = item, ""
         try:
-            found.append((host.strip("[]"), int(port) if port else 53))
+            found.append((host, int(port) if port else 53))
         except ValueError:
-            raise ConfigError("PROXYOS_DNS_RESOLVERS", raw, "addresses like 1.1.1.1 or 127.0.0.1:5353") from None
+            raise ConfigError(
+                "PROXYOS_DNS_RESOLVERS", raw, "addresses like 1.1.1.1, 127.0.0.1:5353 or [::1]:53"
+            ) from None
     ports = {p for _, p in found}
     if len(ports) > 1:
         raise ConfigError("PROXYOS_DNS_RESOLVERS", raw, "resolvers that share one port")

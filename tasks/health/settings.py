@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 DEFAULT_STATUS_CODES = frozenset({200, 201, 204, 301, 302})  # as ProxyOS accepts
 BODY_LIMIT = 64 * 1024  # the body regex sees at most this many bytes
@@ -36,10 +36,16 @@ class HealthSettings:
     def history(self) -> int:
         return max(self.rise, self.fall)
 
-    @cached_property
+    @property
     def trusted_context(self) -> ssl.SSLContext:
         """TLS context of `https-trusted` checks: the system's CAs plus `ca_file`."""
-        context = ssl.create_default_context()
-        if self.ca_file:
-            context.load_verify_locations(cafile=self.ca_file)
-        return context
+        return _trusted_context(self.ca_file)
+
+
+@lru_cache(maxsize=8)
+def _trusted_context(ca_file: str | None) -> ssl.SSLContext:
+    """Built once per CA file: loading the system's CAs costs milliseconds of CPU."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context

@@ -22,7 +22,7 @@ from tasks.outcome import Skipped
 from ..registry import Job, JobContext, Option
 from ..settings_health import health_settings
 
-SHOWN_RESULTS = 200  # results listed in a run's summary; the rest are counted
+SHOWN_RESULTS = 200  # results listed in a run's summary, problems first; the rest are counted
 
 
 def _dispatch(ctx: JobContext, _options: Mapping[str, Any]) -> dict:
@@ -115,9 +115,15 @@ def _summarise(report: BatchReport, listed: bool) -> dict:
                 "response_time_ms": r.response_time_ms,
                 "error": r.error,
             }
-            for r in sorted(report.results, key=lambda r: (r.kind, r.name))[:SHOWN_RESULTS]
+            for r in sorted(report.results, key=_problems_first)[:SHOWN_RESULTS]
         ]
     return out
+
+
+def _problems_first(result) -> tuple:
+    """Routes before streams; within each, unhealthy, then degraded, then healthy, by name."""
+    order = {"unhealthy": 0, "degraded": 1, "healthy": 2}
+    return (result.kind, order.get(result.status, 3), result.name)
 
 
 def render(result: Mapping[str, Any]) -> str:

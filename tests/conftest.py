@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import run_cli  # noqa: F401  (re-exported for tests)
 
 from db.engine import create_engine
 from db.migrate import upgrade
+
+from support import run_cli  # noqa: F401  (re-exported for tests)
 
 PG_URL = os.environ.get("PROXYOS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import run_cli
 
 from workers.cli import build_parser
+
+from support import run_cli
 
 
 def _commands() -> list[list[str]]:

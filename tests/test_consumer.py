@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import run_cli
 
 from db.engine import create_engine
 from workers import config
 from workers.consumer import GracefulConsumer
 from workers.queue import JobQueue, build_huey
 from workers.registry import Job, JobContext
+
+from support import run_cli
 
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")
 
@@ -62,9 +63,9 @@ def queue_env(request, worker_env, tmp_path):
 
 
 def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env, sqlite_url, tmp_path):
+    log = (tmp_path / "worker.log").open("w+")  # a file, not a pipe that could fill up and block
     worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "run", "--workers", "2"],
-        env=queue_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "workers.cli", "run", "--workers", "2"], env=queue_env, stdout=log, stderr=log
     )
     try:
         # The daily backup's current tick has not run yet, so the scheduler enqueues it now.
@@ -78,8 +79,9 @@ def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env
         assert len(list((tmp_path / "backups").glob("proxyos-*.db"))) >= 1
     finally:
         worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=60)
-    assert worker.returncode == 0, err
+        worker.wait(timeout=60)
+        log.seek(0)
+    assert worker.returncode == 0, log.read()
     if queue_env["PROXYOS_QUEUE_URL"].startswith("sqlite:///"):
         queue_file = Path(queue_env["PROXYOS_QUEUE_URL"].removeprefix("sqlite:///"))
         assert stat.S_IMODE(queue_file.stat().st_mode) == 0o600
@@ -125,7 +127,7 @@ def test_a_stop_signal_lets_the_running_task_finish_and_starts_no_new_one(engine
     ctx.close()
 
 
-def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env, sqlite_url):
+def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env, sqlite_url, tmp_path):
     """SIGKILL a consumer in the middle of a run; the next start marks that run an error."""
     assert run_cli(["migrate"], worker_env).returncode == 0
     engine = create_engine(sqlite_url)
@@ -140,8 +142,9 @@ def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env
         conn.execute(sa.text(
             "INSERT INTO task_runs (id, job, status, started_at, host) VALUES ('r2', 'backup', 'running', 1, :h)"),
             {"h": f"{socket.gethostname()}:{os.getpid()}"})  # alive: this test process
+    log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic"], env=worker_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=log, stderr=log)
 
     def closed():
         with engine.connect() as conn:
@@ -151,7 +154,7 @@ def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env
         _wait_for(closed, what="the orphaned run to be closed")
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.communicate(timeout=60)
+        worker.wait(timeout=60)
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("SELECT id, status FROM task_runs")).all())
     assert statuses == {"r1": "error", "r2": "running"}

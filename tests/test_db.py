@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import run_cli
 
 from db.engine import create_engine, write_transaction
 from db.errors import DatabaseProblem
 from db.maintenance import backup, file_problems, integrity_problems, restore
+
+from support import run_cli
 
 
 def _path(url: str) -> Path:

@@ -10,13 +10,14 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from support import rows, run_cli, schema
 
 import migrations
 from db import tables  # noqa: F401  (registers every table on the metadata)
 from db.engine import create_engine
 from db.migrate import MigrationFailed, status, upgrade
 from migrations import manifest
+
+from support import rows, run_cli, schema
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 

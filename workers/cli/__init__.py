@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "redis":
+            raise
+        logging.getLogger("proxyos").error("cannot reach the queue at %s: %s", settings.queue.describe(), exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -169,22 +169,25 @@ def fresh_db(path: Path, t: Traffic):
 def _writer(db: str, ready, stop, results) -> None:
     conn = sqlite3.connect(db, isolation_level=None, timeout=10.0)
     conn.execute("PRAGMA busy_timeout = 10000")
-    waits = []
+    conn.execute("PRAGMA synchronous = NORMAL")
+    waits, writes = [], []
     ready.set()
     n = 0
     while not stop.is_set():
         n += 1
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
+        waits.append((time.perf_counter() - started) * 1000)  # waiting for the write lock
         conn.execute("INSERT INTO audit_log (id, action, resource_type, created_at) VALUES (?,?,?,?)",
                      (f"bench-{n}-{time.time_ns()}", "bench.tick", "bench", int(time.time())))
         conn.execute("COMMIT")
-        waits.append((time.perf_counter() - started) * 1000)
+        writes.append((time.perf_counter() - started) * 1000)  # the whole write
         stop.wait(0.010)
     waits.sort()
     results.put({"writes": len(waits), "max_wait_ms": round(waits[-1], 1) if waits else None,
                  "p99_wait_ms": round(waits[int(len(waits) * 0.99)], 1) if waits else None,
-                 "waits_over_50ms": sum(w > 50 for w in waits)})
+                 "waits_over_50ms": sum(w > 50 for w in waits),
+                 "max_write_ms": round(max(writes), 1) if writes else None})
 
 
 class Writer:
@@ -348,12 +351,13 @@ def main() -> None:
     figures.update(prune_rows=expected, prune_rows_per_s=round(expected / took),
                    prune_writer_max_wait_ms=wait["max_wait_ms"],
                    prune_writer_p99_wait_ms=wait["p99_wait_ms"],
+                   prune_writer_max_write_ms=wait["max_write_ms"],
                    prune_longest_batch_ms=summary["longest_batch_ms"])
     print(f"prune: {expected:,} rows in {took:.1f} s = {expected / took:,.0f} rows/s "
           f"({summary['batches']} batches, longest {summary['longest_batch_ms']} ms, WAL checkpoint "
           f"{summary.get('wal_checkpoint')}); writer: {wait['writes']} commits, longest wait "
-          f"{wait['max_wait_ms']} ms, p99 {wait['p99_wait_ms']} ms, {wait['waits_over_50ms']} over "
-          f"50 ms (goals: >= 100,000 rows/s, < 50 ms)")
+          f"{wait['max_wait_ms']} ms for the lock, p99 {wait['p99_wait_ms']} ms, {wait['waits_over_50ms']} "
+          f"over 50 ms; longest whole write {wait['max_write_ms']} ms (goals: >= 100,000 rows/s, < 50 ms)")
 
     cutoff2 = nth_oldest(db, prune_rows)
     expected2 = count(db, f"recorded_at < {cutoff2}")
@@ -361,7 +365,8 @@ def main() -> None:
         bare = sqlite3_cli(db, f"PRAGMA busy_timeout = 10000;\nDELETE FROM access_log WHERE recorded_at < {cutoff2};\n")
     wait = writer.result
     figures.update(bare_delete_rows_per_s=round(expected2 / bare),
-                   bare_delete_writer_max_wait_ms=wait["max_wait_ms"])
+                   bare_delete_writer_max_wait_ms=wait["max_wait_ms"],
+                   prune_vs_bare_delete=round(figures["prune_rows_per_s"] / (expected2 / bare), 2))
     print(f"bare DELETE (sqlite3): {expected2:,} rows in {bare:.1f} s = {expected2 / bare:,.0f} rows/s; "
           f"writer's longest wait {wait['max_wait_ms']} ms")
     engine.dispose()

@@ -1,9 +1,10 @@
 """Deleting by the retention rules without blocking anyone.
 
-Each write transaction deletes at most `batch` rows (5,000 by default and at most), and
-shrinks the batch when one took longer than `target_ms`, so the write lock is held for
-milliseconds; between batches the job pauses `pause_ms`, long enough for a waiting
-writer's busy handler to get its turn. After a large prune on SQLite the WAL is
+Each write transaction deletes at most `batch` rows (5,000 by default and at most): the
+batch starts at 1,000, doubles while batches take under half of `target_ms` and shrinks
+when one took longer, so the write lock is held for milliseconds; between batches the job
+pauses `pause_ms`, long enough for a writer waiting in SQLite's busy handler (which
+retries after 1, 2, 5, 10, 15, 20, 25 ms ...) to get its turn. After a large prune on SQLite the WAL is
 checkpointed (TRUNCATE), so the WAL file does not stay large.
 """
 
@@ -15,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from db.engine import is_sqlite, write_transaction
+from db.engine import is_sqlite
 
 from .retention import Rule
 
@@ -35,16 +36,43 @@ class Pacing:
 
 
 class Deleter:
-    """Runs batched DELETEs, adapting the batch size to the time each one takes."""
+    """Runs batched DELETEs on one connection, adapting the batch size to the time each
+    takes. On SQLite the WAL is checkpointed (PASSIVE: it never holds the write lock)
+    during the pause after each batch, instead of automatically inside some later commit:
+    that keeps the WAL short, and the checkpoint work out of the dashboard's commits."""
 
     def __init__(self, engine: Engine, pacing: Pacing, sleep: Callable[[float], None]) -> None:
         self.engine = engine
         self.pacing = pacing
         self.sleep = sleep
-        self.batch = min(pacing.batch, MAX_BATCH)
-        self.key = "rowid" if is_sqlite(engine) else "id"
+        self.limit = max(1, min(pacing.batch, MAX_BATCH))
+        self.batch = min(self.limit, 1000)  # grows while batches stay short
+        self.sqlite = is_sqlite(engine)
+        self.key = "rowid" if self.sqlite else "id"
         self.batches = 0
         self.longest_batch_ms = 0.0
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Deleter:
+        self.conn = self.engine.connect()
+        self.conn.execution_options(sqlite_begin="IMMEDIATE")
+        if self.sqlite:
+            self._raw("PRAGMA wal_autocheckpoint = 0")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.sqlite:
+                self._raw("PRAGMA wal_autocheckpoint = 1000")
+        finally:
+            self.conn.close()
+
+    def _raw(self, sql: str):
+        return self.conn.connection.dbapi_connection.execute(sql).fetchall()
+
+    def read(self, sql: str, params: dict) -> list:
+        with self.engine.connect() as conn:  # a plain read: no write lock
+            return conn.execute(sa.text(sql), params).all()
 
     def delete(self, table: str, where: str, params: dict) -> int:
         """Delete every row of `table` meeting `where`, batch by batch."""
@@ -54,19 +82,26 @@ class Deleter:
                 f"DELETE FROM {table} WHERE {self.key} IN "
                 f"(SELECT {self.key} FROM {table} WHERE {where} LIMIT {self.batch})"
             )
-            if self.batches:
-                self.sleep(self.pacing.pause_ms / 1000)
             started = time.perf_counter()
-            with write_transaction(self.engine) as conn:
-                deleted = conn.execute(sa.text(sql), params).rowcount
+            with self.conn.begin():
+                deleted = self.conn.execute(sa.text(sql), params).rowcount
             took_ms = (time.perf_counter() - started) * 1000
             self.batches += 1
             self.longest_batch_ms = max(self.longest_batch_ms, took_ms)
             total += deleted
             asked = self.batch
             self._adapt(took_ms, deleted)
+            self._pause(deleted)
             if deleted < asked:
                 return total
+
+    def _pause(self, deleted: int) -> None:
+        started = time.perf_counter()
+        if self.sqlite and deleted:
+            self._raw("PRAGMA wal_checkpoint(PASSIVE)")
+        left = self.pacing.pause_ms / 1000 - (time.perf_counter() - started)
+        if left > 0:
+            self.sleep(left)
 
     def _adapt(self, took_ms: float, deleted: int) -> None:
         if deleted <= 0:
@@ -75,7 +110,7 @@ class Deleter:
         if took_ms > target:
             self.batch = max(100, int(self.batch * target / took_ms))
         elif took_ms < target / 2:
-            self.batch = min(self.pacing.batch, MAX_BATCH, self.batch * 2)
+            self.batch = min(self.limit, self.batch * 2)
 
 
 def _existing_tables(engine: Engine) -> set[str]:
@@ -95,22 +130,18 @@ def _apply_age(deleter: Deleter, rule: Rule, now: float) -> int:
 
 def _apply_keep(deleter: Deleter, rule: Rule) -> int:
     group, column, table = rule.group_column, rule.time_column, rule.table
-    with deleter.engine.connect() as conn:
-        crowded = [
-            row[0]
-            for row in conn.execute(sa.text(
-                f"SELECT {group} FROM {table} GROUP BY {group} HAVING count(*) > :keep"
-            ), {"keep": rule.keep})
-        ]
+    crowded = deleter.read(
+        f"SELECT {group} FROM {table} GROUP BY {group} HAVING count(*) > :keep", {"keep": rule.keep}
+    )
     total = 0
-    for value in crowded:
-        with deleter.engine.connect() as conn:
-            bound = conn.execute(sa.text(
-                f"SELECT {column} FROM {table} WHERE {group} = :g "
-                f"ORDER BY {column} DESC LIMIT 1 OFFSET :skip"
-            ), {"g": value, "skip": rule.keep - 1}).scalar()
-        if bound is None:
+    for (value,) in crowded:
+        found = deleter.read(
+            f"SELECT {column} FROM {table} WHERE {group} = :g ORDER BY {column} DESC LIMIT 1 OFFSET :skip",
+            {"g": value, "skip": rule.keep - 1},
+        )
+        if not found:
             continue
+        bound = found[0][0]
         # rows sharing the keep-th newest time are all kept
         where = _where(rule, f"{group} = :g AND {column} < :bound")
         total += deleter.delete(table, where, {"g": value, "bound": bound})
@@ -142,17 +173,16 @@ def prune(
     """Apply every rule; returns rows deleted per rule and the pacing figures."""
     now = time.time() if now is None else now
     tables = _existing_tables(engine)
-    deleter = Deleter(engine, pacing, sleep)
     deleted: dict[str, int] = {}
     skipped: list[str] = []
-    for rule in rules:
-        if rule.table not in tables:
-            skipped.append(f"{rule.name}: no table {rule.table}")
-            continue
-        if rule.keep is not None:
-            deleted[rule.name] = _apply_keep(deleter, rule)
-        else:
-            deleted[rule.name] = _apply_age(deleter, rule, now)
+    with Deleter(engine, pacing, sleep) as deleter:
+        for rule in rules:
+            if rule.table not in tables:
+                skipped.append(f"{rule.name}: no table {rule.table}")
+            elif rule.keep is not None:
+                deleted[rule.name] = _apply_keep(deleter, rule)
+            else:
+                deleted[rule.name] = _apply_age(deleter, rule, now)
     total = sum(deleted.values())
     summary: dict = {
         "deleted": total,

@@ -57,7 +57,7 @@ def traffic_by_route(
     tm = traffic_metrics
     query = sa.select(
         tm.c.route_id, tm.c.requests, tm.c.errors, tm.c.bytes, tm.c.latency_hist
-    ).where(tm.c.bucket == size, tm.c.bucket_ts >= start)
+    ).where(tm.c.bucket == size, tm.c.bucket_ts >= sa.literal(start, sa.BigInteger))  # ms: past int4
     if route_id:
         query = query.where(tm.c.route_id == route_id)
     found: dict[str, RouteTraffic] = {}

@@ -1,0 +1,115 @@
+"""The statements of one aggregation batch, for SQLite and PostgreSQL.
+
+A batch is grouped once, by route, minute and latency bin, into a temporary table (which
+on SQLite lives in the connection's temp database: filling it takes no lock on the main
+file). From there each bucket size is one INSERT ... SELECT ... ON CONFLICT that adds the
+counters and merges the JSON histograms in SQL, so no row passes through Python.
+"""
+
+from __future__ import annotations
+
+from .buckets import COUNTERS, MINUTE_MS
+
+DELTA = "traffic_agg_delta"  # per (route, minute, bin)
+HOURS = "traffic_agg_hours"  # the same, per (route, hour, bin)
+
+CREATE_DELTA = [
+    f"""CREATE TEMP TABLE IF NOT EXISTS {table} (
+    route_id TEXT NOT NULL, {unit} BIGINT NOT NULL, bin INTEGER,
+    n BIGINT, b BIGINT, e BIGINT, s2 BIGINT, s3 BIGINT, s4 BIGINT, s5 BIGINT, lat BIGINT,
+    newest BIGINT
+)"""
+    for table, unit in ((DELTA, "minute"), (HOURS, "hour"))
+]
+
+CLEAR_DELTA = [f"DELETE FROM {DELTA}", f"DELETE FROM {HOURS}"]
+
+FILL_DELTA = f"""
+INSERT INTO {DELTA} (route_id, minute, bin, n, b, e, s2, s3, s4, s5, lat, newest)
+SELECT route_id, recorded_at / 60, latency_bin,
+       count(*),
+       sum(coalesce(bytes_out, 0)),
+       sum(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END),
+       sum(CASE WHEN status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END),
+       sum(CASE WHEN status_code BETWEEN 300 AND 399 THEN 1 ELSE 0 END),
+       sum(CASE WHEN status_code BETWEEN 400 AND 499 THEN 1 ELSE 0 END),
+       sum(CASE WHEN status_code BETWEEN 500 AND 599 THEN 1 ELSE 0 END),
+       sum(coalesce(latency_ms, 0)),
+       max(recorded_at)
+FROM access_log
+WHERE seq > :low AND seq <= :high
+GROUP BY route_id, recorded_at / 60, latency_bin
+"""
+
+FILL_HOURS = f"""
+INSERT INTO {HOURS} (route_id, hour, bin, n, b, e, s2, s3, s4, s5, lat, newest)
+SELECT route_id, minute / 60, bin, sum(n), sum(b), sum(e), sum(s2), sum(s3), sum(s4), sum(s5),
+       sum(lat), max(newest)
+FROM {DELTA} GROUP BY route_id, minute / 60, bin
+"""
+
+DELTA_ROWS = f"SELECT coalesce(sum(n), 0) FROM {HOURS}"
+
+NEWEST_PER_ROUTE = f"SELECT route_id, max(newest) FROM {HOURS} GROUP BY route_id"
+
+TOUCH_ROUTE = """
+UPDATE routes SET last_traffic_at = :ts
+WHERE id = :route AND (last_traffic_at IS NULL OR last_traffic_at < :ts)
+"""
+
+_SUMS = ("n", "b", "e", "s2", "s3", "s4", "s5", "lat")
+
+# {dialect: (histogram of the group's bins, merge of the stored and the new histogram)}
+_JSON = {
+    "sqlite": (
+        "json_group_object(bin, n) FILTER (WHERE bin IS NOT NULL)",
+        """CASE WHEN coalesce(json_valid(traffic_metrics.latency_hist), 0) = 0
+                  THEN excluded.latency_hist
+                WHEN excluded.latency_hist IS NULL THEN traffic_metrics.latency_hist
+                ELSE (SELECT json_group_object(key, total) FROM (
+                        SELECT key, sum(value) AS total FROM (
+                            SELECT key, value FROM json_each(traffic_metrics.latency_hist)
+                            UNION ALL
+                            SELECT key, value FROM json_each(excluded.latency_hist))
+                        GROUP BY key))
+           END""",
+    ),
+    "postgresql": (
+        "(json_object_agg(bin, n) FILTER (WHERE bin IS NOT NULL))::text",
+        """CASE WHEN traffic_metrics.latency_hist IS NULL THEN excluded.latency_hist
+                WHEN excluded.latency_hist IS NULL THEN traffic_metrics.latency_hist
+                ELSE (SELECT json_object_agg(key, total)::text FROM (
+                        SELECT key, sum(value::bigint) AS total FROM (
+                            SELECT * FROM json_each_text(traffic_metrics.latency_hist::json)
+                            UNION ALL
+                            SELECT * FROM json_each_text(excluded.latency_hist::json)) AS u
+                        GROUP BY key) AS v)
+           END""",
+    ),
+}
+
+
+def upsert_bucket(dialect: str, size: str, minutes: int) -> str:
+    """Add the delta into the `size` buckets (`minutes` long): one statement, reading
+    the per-minute delta for 1m, the per-hour one for longer buckets."""
+    hist, merge = _JSON["postgresql" if dialect == "postgresql" else "sqlite"]
+    width = minutes * MINUTE_MS
+    inner = ", ".join(f"sum({name}) AS {name}" for name in _SUMS)
+    outer = ", ".join(f"sum({name})" for name in _SUMS)
+    columns = ", ".join(COUNTERS)
+    updates = ", ".join(f"{c} = traffic_metrics.{c} + excluded.{c}" for c in COUNTERS)
+    table, unit, per = (DELTA, "minute", minutes) if minutes < 60 else (HOURS, "hour", minutes // 60)
+    if per == 1:  # already one row per (route, bucket, bin)
+        source = f"(SELECT route_id, {unit} AS t, bin, {', '.join(_SUMS)} FROM {table}) AS g"
+    else:
+        source = f"""(SELECT route_id, CAST({unit} / {per} AS BIGINT) AS t, bin, {inner}
+      FROM {table} GROUP BY route_id, {unit} / {per}, bin) AS g"""
+    return f"""
+INSERT INTO traffic_metrics (id, route_id, bucket, bucket_ts, {columns}, latency_hist)
+SELECT '{size}-' || (t * {width}) || '-' || route_id, route_id, '{size}', t * {width},
+       {outer}, {hist}
+FROM {source}
+WHERE true
+GROUP BY route_id, t
+ON CONFLICT (id) DO UPDATE SET {updates}, latency_hist = {merge}
+"""

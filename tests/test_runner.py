@@ -163,3 +163,24 @@ def test_buffered_history_shows_long_runs_as_running_and_writes_everything_on_cl
     assert [r["status"] for r in _runs(engine, "long")] == ["ok"]
     shorts = _runs(engine, "short")
     assert len(shorts) == 50 and {r["status"] for r in shorts} == {"ok"}
+
+
+def test_an_unreachable_database_is_recorded_once_it_is_back(engine, sqlite_url, tmp_path):
+    """The lease cannot be taken while another process holds the write lock past the
+    busy timeout: the run is an error, recorded by the buffered history afterwards."""
+    import sqlite3
+
+    settings = config.load({"PROXYOS_DATABASE_URL": sqlite_url, "PROXYOS_BUSY_TIMEOUT_MS": "50"})
+    ctx = JobContext(settings, buffered_history=True)
+    ran = []
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        result = run_job(ctx, Job("needs-lease", "", run=lambda c, o: ran.append(1)))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.status == "error" and "database is locked" in result.error and not ran
+    ctx.close()
+    [row] = _runs(engine, "needs-lease")
+    assert row["status"] == "error" and "could not take the job's lease" in row["error"]

@@ -66,10 +66,15 @@ def run_job(
     engine = ctx.engine
     run_id = new_id()
     started = time.time()
-    if job.exclusive and not acquire_lease(engine, job.name, run_id, job.lease_seconds):
+    try:
+        leased = not job.exclusive or acquire_lease(engine, job.name, run_id, job.lease_seconds)
+    except Exception as exc:  # the database is unreachable: record it (later, if buffered)
+        error = f"could not take the job's lease: {error_message(exc)}"
+        log.error("job %s did not run: %s", job.name, error)
+        return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
+    if not leased:
         result = RunResult(run_id, job.name, "skipped", 0, {}, "another run of this job is in progress")
-        ctx.history.started(_row(result, task_id, started, finished=started))
-        return result
+        return _record_finished(ctx, result, task_id, started)
 
     ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
     status, summary, error = "ok", {}, None
@@ -95,8 +100,24 @@ def run_job(
             )
         finally:
             if job.exclusive:
-                release_lease(engine, job.name, run_id)
+                _release(engine, job, run_id)
     return result
+
+
+def _record_finished(ctx: JobContext, result: RunResult, task_id: str | None, started: float) -> RunResult:
+    try:
+        ctx.history.started(_row(result, task_id, started, finished=started))
+    except Exception as exc:
+        log.warning("could not record a %s run of %s: %s", result.status, result.job, error_message(exc))
+    return result
+
+
+def _release(engine: Engine, job: Job, run_id: str) -> None:
+    try:
+        release_lease(engine, job.name, run_id)
+    except Exception as exc:  # it expires by itself
+        log.warning("could not release the lease of %s (it expires within %.0f s): %s",
+                    job.name, job.lease_seconds, error_message(exc))
 
 
 def _summary_json(summary: Mapping[str, Any]) -> str:

@@ -91,7 +91,10 @@ _JSON = {
 
 def upsert_bucket(dialect: str, size: str, minutes: int) -> str:
     """Add the delta into the `size` buckets (`minutes` long): one statement, reading
-    the per-minute delta for 1m, the per-hour one for longer buckets."""
+    the per-minute delta for 1m, the per-hour one for longer buckets.
+
+    The workers' rows have the id `<size>-<bucket_ts>-<route_id>`: keyed by what they
+    count, so a re-run finds the same row (ProxyOS's own rows keep their random ids)."""
     hist, merge = _JSON["postgresql" if dialect == "postgresql" else "sqlite"]
     width = minutes * MINUTE_MS
     inner = ", ".join(f"sum({name}) AS {name}" for name in _SUMS)

@@ -31,7 +31,7 @@ MAX_BATCH = 5000
 class Pacing:
     batch: int = MAX_BATCH
     pause_ms: float = 20.0
-    target_ms: float = 25.0
+    target_ms: float = 20.0
     checkpoint_rows: int = 10_000  # checkpoint the WAL after deleting at least this many
 
 

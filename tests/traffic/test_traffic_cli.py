@@ -6,11 +6,12 @@ import json
 import time
 
 import pytest
-from support import run_cli
 from traffic_helpers import add_route, append, caddy_line
 
 from db.engine import create_engine
 from db.migrate import upgrade
+
+from support import run_cli
 
 
 @pytest.fixture

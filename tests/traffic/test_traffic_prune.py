@@ -145,7 +145,8 @@ def test_metrics_and_task_runs_follow_their_own_ages(any_engine):
 
 
 def bulk_old_rows(engine, count: int, seq_from: int = 1) -> None:
-    """`count` counted access_log rows ten days old, written straight into the file."""
+    """`count` counted access_log rows about ten days old, in time order (as ingest writes
+    them), written straight into the file."""
     import sqlite3
 
     conn = sqlite3.connect(sqlite_path(engine), isolation_level=None)
@@ -153,7 +154,7 @@ def bulk_old_rows(engine, count: int, seq_from: int = 1) -> None:
     conn.executemany(
         "INSERT INTO access_log (id, route_id, status_code, latency_ms, bytes_out, recorded_at,"
         " seq, latency_bin) VALUES (?, ?, 200, 12, 100, ?, ?, 15)",
-        ((f"old{i:09d}", f"r{i % 50}", NOW - 10 * DAY_S + i % 86_400, seq_from + i)
+        ((f"old{i:09d}", f"r{i % 50}", NOW - 10 * DAY_S + i // 12, seq_from + i)
          for i in range(count)),
     )
     conn.execute("INSERT OR REPLACE INTO traffic_state VALUES ('ingest_seq', ?)", (seq_from + count - 1,))

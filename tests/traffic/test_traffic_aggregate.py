@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -11,10 +16,12 @@ from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, re
 from db.engine import write_transaction
 from db.tables import routes
 from db.tables_traffic import access_log, traffic_metrics
+from tasks.traffic import aggregate_sql
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
 
 HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -113,3 +120,41 @@ def test_last_traffic_at_only_moves_forward(loaded):
         seen = dict(conn.execute(sa.select(routes.c.id, routes.c.last_traffic_at)).all())
     assert seen["r1"] == NOW + 999
     assert NOW - 60 <= seen["r0"] < NOW
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from db.engine import create_engine
+    from tasks.traffic.aggregate import aggregate
+    url, event, number = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    def crash(ev, n):
+        if ev == event and n == number:
+            os._exit(9)  # the process dies: no rollback, no clean-up
+    aggregate(create_engine(url), batch_rows=450, on_batch=crash)
+    sys.exit(0)
+""")
+
+
+@pytest.mark.parametrize("event", ["before_commit", "committed"])
+def test_a_killed_process_then_a_rerun_gives_exact_totals(engine, sqlite_url, log_path, event):
+    for i, host in enumerate(HOSTS):
+        add_route(engine, f"r{i}", host)
+    append(log_path, "".join(random_lines(random.Random(3), HOSTS, 2000, NOW - 7200, 7200)))
+    ingest(engine, log_path)
+    done = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, sqlite_url, event, "2"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    assert pending(engine)[0] == (450 if event == "before_commit" else 900)
+    aggregate(engine)
+    assert stored(engine) == recount(engine)
+
+
+def test_a_batch_reads_only_the_new_rows_through_the_seq_index(engine):
+    with engine.connect() as conn:
+        for statement in aggregate_sql.CREATE_DELTA:
+            conn.exec_driver_sql(statement)
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + aggregate_sql.FILL_DELTA.replace(":low", "1").replace(":high", "2")
+        ))
+    assert "USING INDEX ix_access_log_seq (seq>? AND seq<?)" in plan

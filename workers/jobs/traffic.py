@@ -55,7 +55,7 @@ def _ingest_status(ctx: JobContext) -> dict:
 def _aggregate_status(ctx: JobContext) -> dict:
     try:
         watermark, newest = pending(ctx.engine)
-    except sa.exc.OperationalError:  # pragma: no cover - schema not migrated yet
+    except sa.exc.DBAPIError:  # pragma: no cover - schema not migrated yet
         return {}
     return {"aggregated_seq": watermark, "newest_seq": newest, "pending_rows": newest - watermark}
 

@@ -4,6 +4,7 @@ provider row and settings that point the worker at them."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,27 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from certs_support import SECRET  # noqa: E402
-from servers import Bind, Pebble, start_bind, start_pebble  # noqa: E402
+from servers import Bind, Pebble, PowerDNS, free_port, start_bind, start_pebble, start_powerdns  # noqa: E402
 
 from tasks.certs.settings import CertSettings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def bind(tmp_path_factory) -> Iterator[Bind]:
-    server = start_bind(tmp_path_factory.mktemp("bind"))
+    # The resolver also forwards pdns.test to the port a PowerDNS may later listen on.
+    pdns_port = free_port()
+    server = start_bind(tmp_path_factory.mktemp("bind"), forwards={"pdns.test": pdns_port})
+    server.pdns_port = pdns_port
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def powerdns(tmp_path_factory, bind: Bind) -> Iterator[PowerDNS]:
+    """Debian's pdns-server with its HTTP API, authoritative for pdns.test."""
+    if not shutil.which("pdns_server"):
+        pytest.skip("pdns-server is not installed (apt-get install pdns-server pdns-backend-sqlite3)")
+    server = start_powerdns(tmp_path_factory.mktemp("pdns"), bind.pdns_port)
     yield server
     server.stop()
 

@@ -14,7 +14,6 @@ from cryptography import x509
 from db.tables import certificates
 from tasks.certs.sweep import run_sweep
 
-
 # The worker's look-ups go to PowerDNS itself, not through the CA's resolver: a real CA's
 # resolver is not shared with the worker, and sharing it here would let the worker's early
 # look-up of _acme-challenge (CNAME check) prime its negative cache.

@@ -35,6 +35,7 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -206,7 +207,11 @@ def scheduled(
     by_route: dict[str, list[float]] = {}
     for r in results:
         by_route.setdefault(r.target_id, []).append(r.started_at)
-    gaps = [b - a for times in by_route.values() for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    gaps = [
+        b - a
+        for times in by_route.values()
+        for a, b in zip(sorted(times), sorted(times)[1:], strict=False)
+    ]
     return {
         "checks": len(in_window),
         "window_s": round(window_end - window_start, 1),
@@ -227,6 +232,72 @@ def scheduled(
         "dispatch_ms_max": round(max(dispatch_ms), 1) if dispatch_ms else None,
         "batches_running_max": busy_max[0],
         "elapsed_s": round(time.time() - start, 1),
+    }
+
+
+# --- 2b. through a real consumer ---------------------------------------------------------
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def consumer(
+    db_path: Path, interval: int, duration: float, dead_ids: set[str], workers: int
+) -> dict:
+    """`proxyos-worker run` (scheduler + Huey on a SQLite queue + the health jobs) in its own
+    process; lateness is sampled from each route's state row every 2 s (a row keeps its
+    latest check for a whole interval, so no check is missed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYOS_")}
+    env.update(
+        PROXYOS_DATABASE_URL=f"sqlite:///{db_path}",
+        PROXYOS_QUEUE_URL=f"sqlite:///{db_path.parent / 'queue.db'}",
+        PROXYOS_BACKUP_DIR=str(db_path.parent / "backups"),
+        PROXYOS_ACCESS_LOG=str(db_path.parent / "access.log"),
+        LOG_LEVEL="warning",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "run", "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    engine = create_engine(f"sqlite:///{db_path}")
+    seen: dict[tuple[str, float], int] = {}
+    state = sa.table(
+        "route_health_state",
+        sa.column("route_id"),
+        sa.column("last_checked_at"),
+        sa.column("last_lateness_ms"),
+    )
+    try:
+        time.sleep(interval + 10)  # warm-up: the first dispatches, one full interval
+        window_start, cpu = time.time(), _process_cpu(worker.pid)
+        while time.time() < window_start + duration and worker.poll() is None:
+            time.sleep(2)
+            with engine.connect() as conn:
+                for row in conn.execute(
+                    sa.select(state).where(state.c.last_checked_at >= window_start)
+                ):
+                    if row.last_lateness_ms is not None:
+                        seen[(row.route_id, row.last_checked_at)] = row.last_lateness_ms
+        window_end, cpu_used = time.time(), _process_cpu(worker.pid) - cpu
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=120)
+        engine.dispose()
+    late = list(seen.values())
+    window = window_end - window_start
+    return {
+        "checks": len(late),
+        "window_s": round(window, 1),
+        "checks_per_s": round(len(late) / window, 1),
+        "lateness_p50_ms": pct(late, 0.50),
+        "lateness_p99_ms": pct(late, 0.99),
+        "lateness_max_ms": max(late) if late else None,
+        "cpu_s_per_1000": round(cpu_used / max(len(late), 1) * 1000, 3),
+        "consumer_errors": err.count("ERROR"),
     }
 
 
@@ -276,6 +347,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="batch threads (consumer workers)")
     parser.add_argument("--upstream-ports", type=int, default=8)
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument(
+        "--consumer",
+        action="store_true",
+        help="also measure through a real `proxyos-worker run` process",
+    )
     parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -301,6 +377,12 @@ def main() -> None:
             engine, settings, args.routes, args.interval, duration, dead_ids, args.workers
         )
         print("scheduled (steady state):  ", json.dumps(out["scheduled"]))
+        if args.consumer:
+            engine.dispose()
+            out["consumer"] = consumer(
+                tmp / "proxyos.db", args.interval, duration, dead_ids, args.workers
+            )
+            print("consumer (proxyos-worker run):", json.dumps(out["consumer"]))
         out["reference"] = reference(engine, args.reference_seconds)
         print("reference (sequential):    ", json.dumps(out["reference"]))
         ref_rate = out["reference"]["checks_per_s"]

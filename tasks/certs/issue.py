@@ -32,7 +32,7 @@ from . import policy, providers
 from .account import AcmeSession, open_session
 from .ari import cert_id as ari_cert_id
 from .credentials import load_credentials
-from .errors import CertError, ConfigurationError, HeldBack
+from .errors import CertError, ConfigurationError, HeldBack, LeaseLost
 from .files import write_certificate
 from .hook import run_deploy_hook
 from .keys import leaf_of, validity
@@ -189,6 +189,9 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
         lease.extend(force=True)  # still ours: nobody else is writing these files
     except HeldBack as exc:
         return _held(engine, row, str(exc), exc.retry_at, clock)
+    except LeaseLost as exc:  # the row is someone else's now: write nothing to it
+        log.warning("certificate %s: %s", row.domain, exc)
+        return Outcome(row.id, row.domain, "busy", str(exc))
     except CertError as exc:
         return _failed(engine, row, str(exc), exc.retry_at, clock)
     except Exception as exc:  # a bug or an unexpected library error: record it, go on

@@ -299,3 +299,33 @@ def test_sweep_and_race_on_any_database(any_engine, any_url, settings, bind):
     row = _row(any_engine, domain)
     summary = run_sweep(any_engine, settings, clock=lambda: row.renew_at + 1)
     assert summary.get("renewed") == 1, summary
+
+
+def test_lease_lost_mid_order_writes_nothing(engine, settings, bind):
+    """A worker whose lease expired and was taken over stops before writing anything."""
+    from tasks.certs.issue import Sessions, issue_certificate
+    from tasks.certs.propagation import Checker
+    from tasks.certs.sync import sync_certificates
+
+    add_route(engine, domain := unique(), add_provider(engine, bind.credentials))
+    sync_certificates(engine, int(time.time()))
+    cert_id = _row(engine, domain).id
+
+    class TakenOver(Checker):
+        def wait(self, *args, **kwargs):
+            with write_transaction(engine) as conn:  # another worker takes the row over
+                conn.execute(certificates.update().where(certificates.c.id == cert_id)
+                             .values(lease_owner="other-worker", lease_expires_at=time.time() + 600))
+            kwargs["on_poll"]()
+            return super().wait(*args, **kwargs)
+
+    short = dataclasses.replace(settings, lease_seconds=5.0)
+    outcome = issue_certificate(
+        engine, short, Sessions(engine, short, time.time), cert_id,
+        checker_factory=lambda: TakenOver(short.resolvers, short.nameserver_port),
+    )
+    assert outcome.result == "busy" and "another worker took over" in outcome.error
+    row = _row(engine, domain)
+    assert row.status == "provisioning" and row.last_error is None and row.lease_owner == "other-worker"
+    assert bind.txt(f"_acme-challenge.{domain}") == set()  # still cleaned up
+    assert not (settings.cert_dir / domain).exists()

@@ -11,8 +11,9 @@ from db.tables import job_leases, task_runs
 from tasks.outcome import Skipped
 from tasks.redaction import remember
 from workers import config
+from workers.leases import acquire_lease, release_lease
 from workers.registry import Job, JobContext, discover
-from workers.runner import acquire_lease, release_lease, run_job
+from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
 
 
@@ -184,3 +185,29 @@ def test_an_unreachable_database_is_recorded_once_it_is_back(engine, sqlite_url,
     ctx.close()
     [row] = _runs(engine, "needs-lease")
     assert row["status"] == "error" and "could not take the job's lease" in row["error"]
+
+
+def test_a_long_run_keeps_its_short_lease_alive(engine, sqlite_url, tmp_path):
+    """The lease is renewed while the run lasts: a run three times longer than the lease
+    is never overtaken by a second one."""
+    ctx = _context(sqlite_url, tmp_path)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(_ctx, _options):
+        started.set()
+        assert release.wait(30)
+
+    job = Job("long-lease", "", run=slow, lease_seconds=0.6)
+    first = threading.Thread(target=run_job, args=(ctx, job))
+    first.start()
+    assert started.wait(30)
+    pause = threading.Event()
+    outcomes = []
+    for _ in range(6):  # 1.8 s: three lease lifetimes
+        pause.wait(0.3)
+        outcomes.append(run_job(ctx, job).status)
+    release.set()
+    first.join()
+    assert outcomes == ["skipped"] * 6
+    assert run_job(ctx, Job("long-lease", "", run=lambda c, o: None, lease_seconds=0.6)).status == "ok"
+    ctx.close()

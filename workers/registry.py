@@ -83,7 +83,7 @@ class Job:
     every: float | None = None  # seconds between periodic runs; None: on demand only
     options: tuple[Option, ...] = ()
     exclusive: bool = True  # at most one run at a time across every consumer
-    lease_seconds: float = 3600.0  # how long a crashed run can block the next one
+    lease_seconds: float = 30.0  # renewed while the run lasts; how long a killed run blocks the next
     example: str = ""
     status: Callable[[JobContext], Mapping[str, Any]] | None = None
     check_settings: Callable[[Mapping[str, str]], Any] | None = None

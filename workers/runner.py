@@ -10,18 +10,17 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from db.engine import write_transaction
-from db.sql import insert_or_ignore, new_id
-from db.tables import job_leases
+from db.sql import new_id
 from tasks.outcome import Skipped
 from tasks.redaction import redact
 
+from .leases import acquire_lease, keep_lease
 from .registry import Job, JobContext
 
 log = logging.getLogger("proxyos.runner")
@@ -76,31 +75,29 @@ def run_job(
         result = RunResult(run_id, job.name, "skipped", 0, {}, "another run of this job is in progress")
         return _record_finished(ctx, result, task_id, started)
 
-    ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
-    status, summary, error = "ok", {}, None
-    try:
-        summary = dict(job.run(ctx, options) or {})
-    except Skipped as exc:
-        status, error = "skipped", error_message(exc)
-    except Exception as exc:
-        status, error = "error", error_message(exc)
-        log.error("job %s failed: %s", job.name, error)
-        log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
-    finally:
+    with ExitStack() as held:
+        if job.exclusive:
+            held.enter_context(keep_lease(engine, job.name, run_id, job.lease_seconds))
+        ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
+        status, summary, error = "ok", {}, None
+        try:
+            summary = dict(job.run(ctx, options) or {})
+        except Skipped as exc:
+            status, error = "skipped", error_message(exc)
+        except Exception as exc:
+            status, error = "error", error_message(exc)
+            log.error("job %s failed: %s", job.name, error)
+            log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
         finished = time.time()
         result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
-        try:
-            ctx.history.finished(
-                run_id,
-                status=status,
-                finished_at=finished,
-                duration_ms=result.duration_ms,
-                error=error,
-                summary=_summary_json(summary),
-            )
-        finally:
-            if job.exclusive:
-                _release(engine, job, run_id)
+        ctx.history.finished(
+            run_id,
+            status=status,
+            finished_at=finished,
+            duration_ms=result.duration_ms,
+            error=error,
+            summary=_summary_json(summary),
+        )
     return result
 
 
@@ -110,14 +107,6 @@ def _record_finished(ctx: JobContext, result: RunResult, task_id: str | None, st
     except Exception as exc:
         log.warning("could not record a %s run of %s: %s", result.status, result.job, error_message(exc))
     return result
-
-
-def _release(engine: Engine, job: Job, run_id: str) -> None:
-    try:
-        release_lease(engine, job.name, run_id)
-    except Exception as exc:  # it expires by itself
-        log.warning("could not release the lease of %s (it expires within %.0f s): %s",
-                    job.name, job.lease_seconds, error_message(exc))
 
 
 def _summary_json(summary: Mapping[str, Any]) -> str:
@@ -137,28 +126,3 @@ def _row(result: RunResult, task_id: str | None, started: float, finished: float
         "summary": _summary_json(result.summary) if finished else None,
         "host": HOST,
     }
-
-
-def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
-    """Take the lease on `name` unless a live one is held. A lease that expired (its holder
-    crashed) is taken over, so nothing stays blocked for longer than `seconds`."""
-    now = time.time()
-    with write_transaction(engine) as conn:
-        taken = conn.execute(
-            job_leases.update()
-            .where(job_leases.c.job == name, job_leases.c.expires_at < now)
-            .values(owner=owner, expires_at=now + seconds)
-        ).rowcount
-        if taken:
-            return True
-        inserted = conn.execute(
-            insert_or_ignore(conn, job_leases)
-            .values(job=name, owner=owner, expires_at=now + seconds)
-            .returning(job_leases.c.job)
-        ).first()
-        return inserted is not None
-
-
-def release_lease(engine: Engine, name: str, owner: str) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(sa.delete(job_leases).where(job_leases.c.job == name, job_leases.c.owner == owner))

@@ -1,0 +1,103 @@
+"""Job leases: at most one run of an exclusive job at a time across every consumer.
+
+A lease is a row in `job_leases` (job, owner, expiry). The holder renews it every third
+of its time while the run lasts, so a short lease suffices for a long run and a killed
+holder blocks the next run for at most `seconds`. A release that fails (the database
+is down for a moment) is retried in the background until it succeeds or the lease
+expires by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import write_transaction
+from db.sql import insert_or_ignore
+from db.tables import job_leases
+
+log = logging.getLogger("proxyos.leases")
+
+
+def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
+    """Take the lease on `name` unless a live one is held. A lease that expired (its holder
+    crashed) is taken over."""
+    now = time.time()
+    with write_transaction(engine) as conn:
+        taken = conn.execute(
+            job_leases.update()
+            .where(job_leases.c.job == name, job_leases.c.expires_at < now)
+            .values(owner=owner, expires_at=now + seconds)
+        ).rowcount
+        if taken:
+            return True
+        inserted = conn.execute(
+            insert_or_ignore(conn, job_leases)
+            .values(job=name, owner=owner, expires_at=now + seconds)
+            .returning(job_leases.c.job)
+        ).first()
+        return inserted is not None
+
+
+def renew_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
+    """Extend a lease we hold; False if it is no longer ours."""
+    with write_transaction(engine) as conn:
+        return conn.execute(
+            job_leases.update()
+            .where(job_leases.c.job == name, job_leases.c.owner == owner)
+            .values(expires_at=time.time() + seconds)
+        ).rowcount == 1
+
+
+def release_lease(engine: Engine, name: str, owner: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(sa.delete(job_leases).where(job_leases.c.job == name, job_leases.c.owner == owner))
+
+
+@contextmanager
+def keep_lease(engine: Engine, name: str, owner: str, seconds: float) -> Iterator[None]:
+    """While the block runs, renew the lease every third of `seconds`; release it after."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                if not renew_lease(engine, name, owner, seconds):
+                    log.warning("the lease of %s was taken over while this run went on", name)
+                    return
+            except Exception as exc:  # try again at the next beat, before the lease runs out
+                log.warning("could not renew the lease of %s: %s", name, exc)
+
+    beat = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+        _release_or_retry(engine, name, owner, deadline=time.time() + seconds)
+
+
+def _release_or_retry(engine: Engine, name: str, owner: str, deadline: float) -> None:
+    try:
+        release_lease(engine, name, owner)
+        return
+    except Exception as exc:
+        log.warning("could not release the lease of %s yet, retrying: %s", name, exc)
+
+    def retry() -> None:
+        while time.time() < deadline:
+            time.sleep(1.0)
+            try:
+                release_lease(engine, name, owner)
+                return
+            except Exception:
+                continue  # expires by itself at the deadline
+
+    threading.Thread(target=retry, name=f"release-{name}", daemon=True).start()

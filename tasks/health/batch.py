@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -94,14 +95,20 @@ async def _run(
                     delay = due_at - clock()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                started = clock()
-                lateness = None if due_at is None else max(0, int((started - due_at) * 1000))
-                if isinstance(check, RouteCheck):
-                    result = await _check_route(session, check, slots, trusted, insecure, started)
-                else:
-                    result = await _check_stream(check, slots, settings, started)
-                if lateness is not None:
-                    result = replace(result, lateness_ms=lateness)
+                started, probing = clock(), Probing(slots, clock)
+                try:
+                    if isinstance(check, RouteCheck):
+                        result = await _check_route(
+                            session, check, probing, trusted, insecure, started
+                        )
+                    else:
+                        result = await _check_stream(check, probing, settings, started)
+                except Exception as exc:  # a bug must not sink the batch: record it, go on
+                    log.exception("health: checking %s failed", _name(check))
+                    result = _failed(check, started, f"check failed: {type(exc).__name__}: {exc}")
+                if due_at is not None:  # behind schedule: until the first probe really began
+                    began = min(probing.began, default=started)
+                    result = replace(result, lateness_ms=max(0, int((began - due_at) * 1000)))
                 report.results.append(result)
                 writer.add(result)
 
@@ -112,23 +119,52 @@ async def _run(
     report.write_errors.extend(writer.errors)
 
 
-async def _limited(slots: asyncio.Semaphore, probe) -> UpstreamResult:
-    async with slots:
-        return await probe
+class Probing:
+    """The batch's probe slots, and when each probe of one check got its slot."""
+
+    def __init__(self, slots: asyncio.Semaphore, clock: Callable[[], float]) -> None:
+        self.slots = slots
+        self.clock = clock
+        self.began: list[float] = []
+
+    async def run(self, probe: Coroutine[Any, Any, UpstreamResult]) -> UpstreamResult:
+        async with self.slots:
+            self.began.append(self.clock())
+            return await probe
+
+
+def _name(check: RouteCheck | StreamCheck) -> str:
+    return (
+        f"route {check.route_id}" if isinstance(check, RouteCheck) else f"stream {check.stream_id}"
+    )
+
+
+def _failed(check: RouteCheck | StreamCheck, started: float, error: str) -> CheckResult:
+    if isinstance(check, RouteCheck):
+        return CheckResult("route", check.route_id, check.name, UNHEALTHY, started, error=error)
+    return CheckResult(
+        "stream",
+        check.stream_id,
+        check.name,
+        UNHEALTHY,
+        started,
+        error=error,
+        protocol=check.protocol,
+    )
 
 
 async def _check_route(
-    session, check: RouteCheck, slots, trusted, insecure, started: float
+    session, check: RouteCheck, probing: Probing, trusted, insecure, started: float
 ) -> CheckResult:
     if check.problem:
         return CheckResult(
             "route", check.route_id, check.name, UNHEALTHY, started, error=check.problem
         )
     if check.kind == "tcp":
-        probes = [_limited(slots, probe_tcp(t, check.timeout)) for t in check.targets]
+        probes = [probing.run(probe_tcp(t, check.timeout)) for t in check.targets]
     else:
         probes = [
-            _limited(slots, probe_http(session, check, t, trusted, insecure)) for t in check.targets
+            probing.run(probe_http(session, check, t, trusted, insecure)) for t in check.targets
         ]
     upstreams = tuple(await asyncio.gather(*probes))
     status, error = combine(upstreams)
@@ -148,7 +184,7 @@ async def _check_route(
 
 
 async def _check_stream(
-    check: StreamCheck, slots, settings: HealthSettings, started: float
+    check: StreamCheck, probing: Probing, settings: HealthSettings, started: float
 ) -> CheckResult:
     if check.problem or check.target is None:
         return CheckResult(
@@ -163,11 +199,9 @@ async def _check_stream(
     probes = []
     for protocol in check.protocols:
         if protocol == "tcp":
-            probes.append(_limited(slots, probe_tcp(check.target, check.timeout)))
+            probes.append(probing.run(probe_tcp(check.target, check.timeout)))
         else:
-            probes.append(
-                _limited(slots, probe_udp(check.target, check.timeout, settings.udp_wait))
-            )
+            probes.append(probing.run(probe_udp(check.target, check.timeout, settings.udp_wait)))
     upstreams = await asyncio.gather(*probes)
     labelled = tuple(
         UpstreamResult(f"{protocol} {u.label}", u.ok, u.response_time_ms, reason=u.reason)

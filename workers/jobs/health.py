@@ -15,6 +15,7 @@ from typing import Any
 
 from tasks.health.batch import BatchReport, run_batch
 from tasks.health.schedule import claim_due, split
+from tasks.health.settings import MIN_INTERVAL
 from tasks.health.status import summary
 from tasks.health.store import load_routes, load_streams, route_ineligible_reason
 from tasks.outcome import Skipped
@@ -173,7 +174,7 @@ JOBS = [
         name="health-dispatch",
         help="Enqueue the health checks that are due, in batches.",
         run=_dispatch,
-        every=5.0,
+        every=MIN_INTERVAL,  # the dispatcher period the schedule assumes
         lease_seconds=60.0,
         check_settings=health_settings,
         hidden=True,

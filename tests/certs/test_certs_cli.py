@@ -72,3 +72,52 @@ def test_enqueue_issue_carries_only_the_id(cert_env, bind, tmp_path):
     assert cert_id.encode() in queue
     assert bind.tsig_secret.encode() not in queue and SECRET.encode() not in queue
     engine.dispose()
+
+
+def _wait_for(predicate, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    raise AssertionError("condition not met in time")
+
+
+def test_consumer_runs_the_enqueued_issue(cert_env, bind):
+    """`enqueue issue --cert ID` with a running consumer: the certificate is issued."""
+    import signal
+    import subprocess
+    import sys
+
+    engine = _db(cert_env)
+    add_route(engine, domain := unique(), add_provider(engine, bind.credentials))
+    from tasks.certs.sync import sync_certificates
+
+    sync_certificates(engine, 0)
+    with engine.connect() as conn:
+        cert_id = conn.execute(sa.text("SELECT id FROM certificates")).scalar()
+    consumer = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic"], env=cert_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run_cli(["enqueue", "issue", "--cert", cert_id], cert_env).returncode == 0
+
+        def status():
+            with engine.connect() as conn:
+                return conn.execute(sa.text("SELECT status FROM certificates WHERE id = :i"), {"i": cert_id}).scalar() \
+                    == "active"
+
+        _wait_for(status)
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        _, stderr = consumer.communicate(timeout=60)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.select(task_runs.c.job, task_runs.c.status)).all()
+    assert ("issue", "ok") in [tuple(r) for r in runs]
+    assert bind.tsig_secret not in stderr and SECRET not in stderr
+    assert domain
+    engine.dispose()

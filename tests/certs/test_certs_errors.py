@@ -174,3 +174,41 @@ def test_unwritable_certificate_directory_is_recorded(engine, settings, bind, tm
     assert summary.get("failed") == 1
     message = _cert(engine, domain).last_error
     assert "the CA issued the certificate but writing it to" in message and str(blocker) in message
+
+
+def test_ca_errors_become_actionable_messages():
+    import calendar
+
+    from acme import messages
+
+    from tasks.certs.acme_errors import call, describe
+
+    limited = messages.Error.with_code(
+        "rateLimited", detail="too many certificates (5) already issued for this exact set of identifiers in "
+        "the last 168h0m0s, retry after 2026-12-01 10:00:00 UTC")
+    error = describe(limited, "creating the ACME order")
+    assert error.retry_at == calendar.timegm((2026, 12, 1, 10, 0, 0))
+    assert "rate limit" in str(error) and "retry after 2026-12-01 10:00 UTC" in str(error)
+    refused = describe(messages.Error.with_code("unauthorized", detail="Incorrect TXT record"), "validating x")
+    assert "Incorrect TXT record" in str(refused) and "did not see the TXT value" in str(refused)
+
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise messages.Error.with_code("badNonce", detail="JWS has an invalid anti-replay nonce")
+        return "ok"
+
+    assert call(flaky, what="x") == "ok" and len(attempts) == 3
+
+
+def test_disabled_provider_row(engine, settings, bind):
+    from db.tables import dns_providers
+
+    provider = add_provider(engine, bind.credentials, name="off")
+    with write_transaction(engine) as conn:
+        conn.execute(dns_providers.update().where(dns_providers.c.id == provider).values(enabled=0))
+    add_route(engine, domain := unique(), provider)
+    run_sweep(engine, settings)
+    assert "DNS provider 'off' of route" in _cert(engine, domain).last_error

@@ -102,6 +102,11 @@ def _load_or_create_key(
                 serialization.NoEncryption(),
             ).decode()
             value = encrypt(pem, settings.secret) if settings.secret else pem
+            if not settings.secret:
+                log.warning(
+                    "PROXYOS_SECRET is not set: the ACME account key is stored unencrypted in the "
+                    "database (protect the database file and its backups)"
+                )
             conn.execute(
                 insert_or_ignore(conn, acme_account_keys).values(
                     account_id=account_id, key_pem=value, updated_at=now

@@ -7,6 +7,7 @@ Modules, one idea each:
 - `state`: the flap-free state machine (pure).
 - `store`: reading rows and writing results, state and events in short transactions.
 - `schedule`: due times with a deterministic per-id phase; the dispatcher's claim.
-- `batch`: probe a batch concurrently on one event loop, writing as results come in.
+- `batch`: probe a batch concurrently, writing as results come in; `writer`: the batching.
+- `loop`: the one event loop per process that all batches probe on.
 - `status`: the summary `proxyos-worker status` shows.
 """

@@ -1,10 +1,10 @@
-"""Probe a batch of routes and streams concurrently on one event loop.
+"""Probe a batch of routes and streams concurrently, on the process's probing loop.
 
 Each check waits for its due time (when it has one), then probes every upstream at once
 under the batch's semaphore, so a dead upstream holds only its own slot and never delays
-another check by more than nothing at all (its own route waits at most the timeout).
-Results are written as they arrive, many per short transaction, from a worker thread so
-the event loop keeps probing while SQLite writes.
+another check (its own route waits at most the timeout). Results are written as they
+arrive, many per short transaction, from a worker thread so the loop keeps probing while
+SQLite writes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .config import RouteCheck, StreamCheck, route_check, stream_check
+from .loop import run as on_probing_loop
 from .probe_http import insecure_context, new_session, probe_http
 from .probe_socket import probe_tcp, probe_udp
 from .settings import HealthSettings
@@ -72,7 +73,7 @@ def run_batch(
         (route_check(row, settings), due.get(("route", row["id"]))) for row in route_rows
     ] + [(stream_check(row, settings), due.get(("stream", row["id"]))) for row in stream_rows]
     checks.sort(key=lambda item: item[1] or 0.0)
-    asyncio.run(_run(engine, settings, checks, clock, report))
+    on_probing_loop(_run(engine, settings, checks, clock, report))
     return report
 
 

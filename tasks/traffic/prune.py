@@ -200,9 +200,11 @@ def prune(
     if skipped:
         summary["skipped"] = skipped
     if total >= pacing.checkpoint_rows:
+        started = time.perf_counter()
         result = checkpoint(engine)
         if result is not None:
-            summary["wal_checkpoint"] = {"busy": result[0], "frames": result[1]}
+            took_ms = round((time.perf_counter() - started) * 1000, 1)
+            summary["wal_checkpoint"] = {"busy": result[0], "frames": result[1], "ms": took_ms}
     if total:
         log.info("traffic prune: deleted %d row(s) in %d batch(es)", total, deleter.batches)
     return summary

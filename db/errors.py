@@ -13,7 +13,7 @@ _SQLITE_HINTS = (
     (("malformed", "not a database", "file is encrypted"),
      "{where} is corrupt ({detail}); restore a backup with `proxyos-worker db restore PATH`"),
     (("database or disk is full", "disk i/o error"),
-     "{where}: the disk is full or failing ({detail}); free space, then start again"),
+     "{where}: the disk is full or failing ({detail}); free some space"),
     (("readonly database", "read-only", "attempt to write a readonly"),
      "{where} is read-only ({detail}); the worker needs write access to the file and "
      "its directory"),

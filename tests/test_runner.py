@@ -211,3 +211,28 @@ def test_a_long_run_keeps_its_short_lease_alive(engine, sqlite_url, tmp_path):
     assert outcomes == ["skipped"] * 6
     assert run_job(ctx, Job("long-lease", "", run=lambda c, o: None, lease_seconds=0.6)).status == "ok"
     ctx.close()
+
+
+def test_a_tick_that_cannot_be_claimed_is_reported_once_and_retried(sqlite_url, engine):
+    import sqlite3
+
+    from db.engine import create_engine
+
+    impatient = create_engine(sqlite_url, busy_timeout_ms=20)
+    reports, enqueued = [], []
+    job = Job("every5", "", run=lambda c, o: None, every=5)
+    scheduler = PeriodicScheduler(impatient, [job], enqueued.append, clock=lambda: 1_000_020.0,
+                                  report=lambda name, exc: reports.append((name, str(exc))))
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        scheduler.tick()
+        scheduler.tick()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert len(reports) == 1 and reports[0][0] == "every5" and "locked" in reports[0][1]
+    assert enqueued == []
+    scheduler.tick()  # the same tick, claimed now that the database answers
+    assert enqueued == ["every5"]
+    impatient.dispose()

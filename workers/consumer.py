@@ -13,6 +13,7 @@ from .config import Settings
 from .history import close_orphaned_runs
 from .queue import JobQueue, build_huey
 from .registry import JobContext, discover
+from .runner import record_failure
 from .scheduler import PeriodicScheduler
 from .startup import open_database
 
@@ -56,7 +57,10 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
         log.warning("%d run(s) of workers that were killed are marked as errors in task_runs", closed)
     engine.dispose()
     queue, ctx = build_queue(settings)
-    scheduler = PeriodicScheduler(ctx.engine, queue.jobs.values(), queue.enqueue)
+    def unscheduled(job: str, error: Exception) -> None:
+        record_failure(ctx, job, "could not schedule this run", error)
+
+    scheduler = PeriodicScheduler(ctx.engine, queue.jobs.values(), queue.enqueue, report=unscheduled)
     consumer = GracefulConsumer(
         queue.huey,
         workers=workers,

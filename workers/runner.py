@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from db.engine import describe_url
+from db.errors import explain
 from db.sql import new_id
 from tasks.outcome import Skipped
 from tasks.redaction import redact
@@ -48,9 +50,13 @@ class RunResult:
         }
 
 
-def error_message(exc: BaseException) -> str:
-    """What a person reads in `task_runs.error`: the exception's own words, scrubbed."""
+def error_message(exc: BaseException, where: str | None = None) -> str:
+    """What a person reads in `task_runs.error`: the exception's own words, scrubbed;
+    for a database that cannot be used (full, read-only, corrupt), what to do about it."""
     if isinstance(exc, sa.exc.DBAPIError):  # the driver's words, without SQLAlchemy's noise
+        hint = explain(exc, where) if where else None
+        if hint:
+            return redact(hint)[:MAX_ERROR_CHARS]
         exc = exc.orig
     text = str(exc).strip() or type(exc).__name__
     if not isinstance(exc, Skipped) and not type(exc).__module__.startswith(("tasks", "db")):
@@ -68,7 +74,7 @@ def run_job(
     try:
         leased = not job.exclusive or acquire_lease(engine, job.name, run_id, job.lease_seconds)
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
-        error = f"could not take the job's lease: {error_message(exc)}"
+        error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
         return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
     if not leased:
@@ -85,7 +91,7 @@ def run_job(
         except Skipped as exc:
             status, error = "skipped", error_message(exc)
         except Exception as exc:
-            status, error = "error", error_message(exc)
+            status, error = "error", error_message(exc, describe_url(engine))
             log.error("job %s failed: %s", job.name, error)
             log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
         finished = time.time()
@@ -99,6 +105,13 @@ def run_job(
             summary=_summary_json(summary),
         )
     return result
+
+
+def record_failure(ctx: JobContext, job: str, what: str, error: Exception) -> None:
+    """Record a run of `job` that failed before it could start, e.g. `what` = "could not
+    schedule this run" when the database refused the tick's claim."""
+    message = f"{what}: {error_message(error, describe_url(ctx.engine))}"
+    _record_finished(ctx, RunResult(new_id(), job, "error", 0, {}, message), None, time.time())
 
 
 def _record_finished(ctx: JobContext, result: RunResult, task_id: str | None, started: float) -> RunResult:

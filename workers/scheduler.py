@@ -52,13 +52,16 @@ class PeriodicScheduler:
         enqueue: Callable[[str], object],
         clock: Callable[[], float] = time.time,
         interval: float = 1.0,
+        report: Callable[[str, Exception], None] | None = None,
     ) -> None:
         self.engine = engine
         self.jobs = [job for job in jobs if job.every]
         self.enqueue = enqueue
         self.clock = clock
         self.interval = interval
+        self.report = report  # records, once per tick, that a job's tick could not be claimed
         self._seen: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,6 +81,9 @@ class PeriodicScheduler:
                 self._seen[job.name] = tick
             except Exception as exc:  # the database or queue is down: retry next second
                 log.warning("could not schedule %s: %s", job.name, exc)
+                if self.report and self._reported.get(job.name) != tick:
+                    self._reported[job.name] = tick
+                    self.report(job.name, exc)
         return enqueued
 
     def start(self) -> None:

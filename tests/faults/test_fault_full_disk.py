@@ -1,0 +1,91 @@
+"""The disk under the SQLite database fills up while the consumer ingests: writes fail
+with a clear recorded error, nothing is corrupted, and work resumes when space returns."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from db.engine import create_engine
+
+from caddy_log import append_lines
+from processes import Consumer, wait_until
+from support import run_cli
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def _fill(disk, leave_bytes: int) -> None:
+    """A ballast file that leaves at most `leave_bytes` free (the consumer writes at the
+    same time, so the disk may fill up before the ballast is complete: that is fine)."""
+    stats = os.statvfs(disk)
+    remaining = stats.f_bavail * stats.f_frsize - leave_bytes
+    chunk = b"\0" * (256 * 1024)
+    with (disk / "ballast").open("wb") as ballast:
+        try:
+            while remaining > 0:
+                remaining -= ballast.write(chunk[: min(len(chunk), remaining)])
+                ballast.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+
+
+def test_ingest_on_a_full_disk_fails_clearly_and_resumes(small_disk, worker_env, tmp_path):
+    db_url = f"sqlite:///{small_disk / 'proxyos.db'}"
+    log_file = tmp_path / "access.log"
+    env = dict(worker_env, PROXYOS_DATABASE_URL=db_url, PROXYOS_ACCESS_LOG=str(log_file))
+    assert run_cli(["migrate"], env).returncode == 0
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO routes (id, name, domain, upstream_type, upstreams, health_check_enabled,"
+            " created_at, updated_at) VALUES ('r1', 'app', 'app.test', 'http', '[]', 0, 1, 1)"))
+
+    def ingested() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM access_log")).scalar()
+
+    append_lines(log_file, "app.test", 1000, start_ts=time.time() - 600)
+    consumer = Consumer(env, tmp_path / "worker.log", "--workers", "2")
+    try:
+        wait_until(lambda: ingested() == 1000, timeout=60, what="the first lines")
+        _fill(small_disk, leave_bytes=64 * 1024)
+        append_lines(log_file, "app.test", 20_000, start_ts=time.time() - 300)
+        signs = ("job ingest failed", "job ingest did not run", "could not schedule ingest")
+        wait_until(lambda: any(sign in consumer.log() for sign in signs), timeout=60, what="ingest to fail")
+        assert ingested() < 21_000
+        (small_disk / "ballast").unlink()
+        wait_until(lambda: ingested() == 21_000, timeout=120, what="ingest to resume")
+
+        def recorded_error():
+            with engine.connect() as conn:
+                return conn.execute(sa.text(
+                    "SELECT error FROM task_runs WHERE job = 'ingest' AND status = 'error'")).scalars().all()
+
+        errors = wait_until(recorded_error, timeout=30, what="the error in task_runs")
+        assert any("disk is full" in error for error in errors), errors
+        assert consumer.process.poll() is None
+    finally:
+        code = consumer.stop()
+        engine.dispose()
+    assert code == 0
+    check = run_cli(["db", "check"], env)
+    assert check.stdout.strip() == "ok", check.stdout
+    with create_engine(db_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(DISTINCT seq) FROM access_log")).scalar() == 21_000

@@ -14,21 +14,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # ensure_table adds the columns of this spec that the existing table lacks.
+    # The table exists since 0001: ensure_table adds these columns to it.
     ensure_table(
         "certificates",
         """
-        id text PK
-        domain text NN
-        source text NN
-        status text NN
-        issued_at integer
-        expires_at integer
-        auto_renew integer NN =1
-        last_renewed_at integer
-        route_id text
-        created_at integer NN
-        updated_at integer NN
         names text
         last_error text
         next_attempt_at integer

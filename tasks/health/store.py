@@ -8,10 +8,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
-from db.sql import new_id, upsert
+from db.sql import new_id
 from db.tables import health_checks, routes, streams
 from db.tables_health import (
     health_events,
@@ -174,7 +175,7 @@ def _write_kind(
     conn.execute((health_checks if kind == "route" else stream_health_checks).insert(), rows)
     latest = list({row[key]: row for row in state_rows}.values())
     columns = [name for name in latest[0] if name != key]
-    conn.execute(upsert(conn, table, [key], columns), latest)
+    conn.execute(_upsert_state(conn, table, key, columns), latest)
     if events:
         conn.execute(health_events.insert(), events)
     return changes
@@ -232,3 +233,15 @@ def _existing(conn: Connection, table: sa.Table, ids: Iterable[str]) -> set[str]
     for part in chunks(sorted(ids)):
         found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(part))).scalars())
     return found
+
+
+def _upsert_state(conn: Connection, table: sa.Table, key: str, columns: list[str]):
+    """Insert or update state rows; an on-demand check (no lateness) keeps the lateness of
+    the latest scheduled one, which is what `status` reports."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    values = {c: stmt.excluded[c] for c in columns}
+    values["last_lateness_ms"] = sa.func.coalesce(
+        stmt.excluded.last_lateness_ms, table.c.last_lateness_ms
+    )
+    return stmt.on_conflict_do_update(index_elements=[key], set_=values)

@@ -12,7 +12,6 @@ import time
 
 import sqlalchemy as sa
 from conftest import add_route, add_stream, ups
-from support import run_cli
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
@@ -21,6 +20,8 @@ from db.tables_health import route_health_state, stream_health_checks
 from workers import config
 from workers.registry import JobContext, discover
 from workers.runner import run_job
+
+from support import run_cli
 
 
 def _context(url, tmp_path, enqueued: list) -> JobContext:

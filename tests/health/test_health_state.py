@@ -162,3 +162,15 @@ def test_results_of_a_deleted_route_are_dropped(engine):
     )
     with engine.connect() as conn:
         assert conn.execute(sa.select(route_health_state.c.route_id)).scalars().all() == [kept]
+
+
+def test_an_on_demand_check_keeps_the_last_scheduled_lateness(any_engine):
+    from dataclasses import replace
+
+    route = add_route(any_engine, ups("127.0.0.1:1"))
+    scheduled = replace(_result("route", route, "healthy", 1), lateness_ms=120)
+    write_results(any_engine, [scheduled], 2, 3)
+    write_results(any_engine, [_result("route", route, "healthy", 2)], 2, 3)  # on demand
+    with any_engine.connect() as conn:
+        state = conn.execute(sa.select(route_health_state)).mappings().one()
+    assert (state["last_lateness_ms"], state["last_checked_at"]) == (120, 2)

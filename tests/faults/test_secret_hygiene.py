@@ -1,0 +1,208 @@
+"""Secret hygiene after a full issuance run through a real consumer (LOG_LEVEL=debug):
+the TSIG secret (the DNS credentials), a wrong provider's secret and PROXYOS_SECRET appear
+nowhere in the logs, the queue (every byte of the SQLite queue files, or every command
+Redis received), the database (every byte of its files, so task_runs, audit_log and every
+error column too); private keys and the queue database are mode 0600."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fault_servers import add_rfc2136_provider, cert_env, fault_bind, fault_pebble, new_secret  # noqa: F401
+from redis_support import fresh_redis_url
+
+from db.engine import create_engine, write_transaction
+from db.sql import new_id
+from db.tables import dns_providers, routes
+from tasks.certs.credentials import encrypt
+
+from processes import Consumer, wait_until
+from support import run_cli
+
+GOOD_DOMAINS = 4
+
+
+def _add_route(engine, domain: str, provider_id: str) -> None:
+    now = int(time.time())
+    with write_transaction(engine) as conn:
+        conn.execute(routes.insert().values(
+            id=new_id(), name=domain, domain=domain, upstream_type="http",
+            upstreams=json.dumps([{"address": "127.0.0.1:9"}]), tls_mode="dns", health_check_enabled=0,
+            tls_dns_provider_id=provider_id, created_at=now, updated_at=now))
+
+
+def _add_wrong_provider(engine, bind, secret: str, wrong_tsig: str) -> str:
+    credentials = dict(bind.credentials, tsig_secret=wrong_tsig)
+    provider_id = new_id()
+    with write_transaction(engine) as conn:
+        conn.execute(dns_providers.insert().values(
+            id=provider_id, name="wrong", type="rfc2136", enabled=1, created_at=int(time.time()),
+            credentials=encrypt(json.dumps(credentials), secret)))
+    return provider_id
+
+
+def _needles(*values: str) -> list[bytes]:
+    """Each secret as written, and in the encodings a careless writer would use."""
+    found = []
+    for value in values:
+        raw = value.encode()
+        found += [raw, base64.b64encode(raw), json.dumps(value).encode()]
+    return found
+
+
+def _leaks(blob: bytes, needles: list[bytes]) -> list[str]:
+    return [needle.decode()[:12] + "..." for needle in needles if needle in blob]
+
+
+class FileSnapshots:
+    """The queue files' bytes every 20 ms while the run lasts: a message lives in them only
+    until a consumer takes it, and SQLite may reuse its page afterwards."""
+
+    def __init__(self, folder: Path, pattern: str) -> None:
+        self.folder, self.pattern = folder, pattern
+        self.seen: dict[int, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.wait(0.02):
+            for path in self.folder.glob(self.pattern):
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                self.seen.setdefault(hash(data), data)
+
+    def stop(self) -> bytes:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return b"".join(self.seen.values())
+
+
+class RedisMonitor:
+    """Every command the Redis server receives while the run lasts (MONITOR), so a secret
+    in a task message is seen even after a consumer took the message off the queue."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.seen: list[bytes] = []
+        self._monitor = self.client.monitor()
+        self._monitor.connection.send_command("MONITOR")
+        self._monitor.connection.read_response()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        connection = self._monitor.connection
+        while not self._stop.is_set():
+            try:
+                if connection.can_read(timeout=0.2):
+                    self.seen.append(connection.read_response(disable_decoding=True))
+            except Exception:
+                return
+
+    def stop(self) -> bytes:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        keys = b"".join(self.client.dump(key) or b"" for key in self.client.keys("*"))
+        self._monitor.connection.disconnect()
+        return b"\n".join(bytes(item) for item in self.seen) + keys
+
+
+@pytest.mark.parametrize("queue", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, fault_bind, fault_pebble):  # noqa: F811
+    secret = new_secret()
+    wrong_tsig = base64.b64encode(secrets.token_bytes(32)).decode()
+    cert_dir = tmp_path / "certs"
+    env = cert_env(worker_env, fault_bind, fault_pebble, cert_dir, secret)
+    env.update(LOG_LEVEL="debug", PROXYOS_DNS_PROPAGATION_TIMEOUT="5")
+    monitor = None
+    snapshots = FileSnapshots(tmp_path, "queue.db*")
+    if queue == "redis":
+        env["PROXYOS_QUEUE_URL"] = fresh_redis_url(12)
+        monitor = RedisMonitor(env["PROXYOS_QUEUE_URL"])
+    assert run_cli(["migrate"], env).returncode == 0
+    engine = create_engine(env["PROXYOS_DATABASE_URL"])
+    good = add_rfc2136_provider(engine, fault_bind, secret)
+    domains = [f"h{secrets.token_hex(4)}.example.test" for _ in range(GOOD_DOMAINS)]
+    for domain in domains:
+        _add_route(engine, domain, good)
+    _add_route(engine, f"bad{secrets.token_hex(4)}.example.test", _add_wrong_provider(engine, fault_bind, secret,
+                                                                                      wrong_tsig))
+
+    def certificates():
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT domain, status FROM certificates")).all())
+
+    outputs = []
+    consumer = Consumer(env, tmp_path / "worker.log", "--workers", "4")  # its start-up runs `certs`
+    try:
+        settled = wait_until(lambda: (lambda c: len(c) == GOOD_DOMAINS + 1 and all(
+            s in ("active", "error") for s in c.values()) and c)(certificates()),
+            timeout=120, what="every certificate to be issued or failed")
+        # And once more on demand, through a task message.
+        with engine.connect() as conn:
+            cert_id = conn.execute(sa.text("SELECT id FROM certificates WHERE domain = :d"),
+                                   {"d": domains[0]}).scalar()
+        enqueued = run_cli(["enqueue", "issue", "--cert", cert_id], env)
+        outputs += [enqueued.stdout, enqueued.stderr]
+        assert enqueued.returncode == 0, enqueued.stderr
+        wait_until(lambda: _count(engine, "SELECT count(*) FROM task_runs WHERE task_id = :t AND status = 'ok'",
+                                  t=enqueued.stdout.strip()), timeout=60, what="the enqueued issue")
+        status = run_cli(["status"], env)
+        listing = run_cli(["certs", "--json"], env)
+        outputs += [status.stdout, status.stderr, listing.stdout, listing.stderr]
+    finally:
+        code = consumer.stop()
+        queue_bytes = monitor.stop() if monitor else b""
+        snapshots.stop()
+        engine.dispose()
+    assert code == 0
+    assert sorted(s for s in settled.values()) == ["active"] * GOOD_DOMAINS + ["error"]
+    with create_engine(env["PROXYOS_DATABASE_URL"]).connect() as conn:
+        error = conn.execute(sa.text("SELECT last_error FROM certificates WHERE status = 'error'")).scalar()
+        issued = conn.execute(sa.text("SELECT count(*) FROM cert_issuance_log")).scalar()
+        audit = conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar()
+    assert error, "the wrong credential left no recorded error"
+    assert issued == GOOD_DOMAINS + 1 and audit >= issued  # the run really issued, and said so
+
+    needles = _needles(secret, fault_bind.tsig_secret, wrong_tsig)
+    log = consumer.log_path.read_bytes() + "".join(outputs).encode()
+    assert b"DEBUG" in log or b"debug" in log, "the consumer did not log at debug level"
+    assert not _leaks(log, needles), "a secret is in the logs or the CLI's output"
+    database_files = sorted(tmp_path.glob("proxyos.db*"))
+    assert database_files
+    assert not _leaks(b"".join(p.read_bytes() for p in database_files), needles), \
+        "a secret is in the database (task_runs, audit_log, an error column, ...)"
+    if queue == "sqlite":
+        queue_files = sorted(tmp_path.glob("queue.db*"))
+        queue_bytes = snapshots.stop() + b"".join(p.read_bytes() for p in queue_files)
+        for path in queue_files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    else:
+        assert cert_id.encode() in queue_bytes  # MONITOR saw the message
+    assert not _leaks(queue_bytes, needles), "a secret is in the queue"
+    keys = sorted(cert_dir.rglob("privkey.pem"))
+    assert len(keys) == GOOD_DOMAINS
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert not [p for p in cert_dir.rglob("*") if p.is_file() and _leaks(p.read_bytes(), needles)]
+    assert os.environ.get("PROXYOS_SECRET") != secret
+
+
+def _count(engine, sql: str, **params) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()

@@ -67,6 +67,7 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
         periodic=False,
         worker_type="thread",
         shutdown_timeout=settings.shutdown_timeout_s,
+        max_delay=1.0,  # an idle worker polls at least every second (Huey's default: 10 s)
         on_stop=scheduler.stop,
     )
     if periodic:

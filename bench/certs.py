@@ -6,18 +6,12 @@ Both run against the same Pebble and BIND 9 (started here on loopback): the work
 (its `rfc2136` provider) issues the same N names one after another, as a user would
 script it. Then one more certificate each, for single-certificate latency.
 
-    /tmp/venv/bin/python bench/certs.py [-n 20] [--concurrency 10]
+    /tmp/venv/bin/python -m bench.certs [-n 20] [--concurrency 10]
 
 Prints the figures and one JSON line. Figures on a shared machine are noisy.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ holds queue.py: keep it from shadowing the standard library's `queue`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import json
@@ -25,12 +19,13 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "certs"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "certs"))  # the Pebble and BIND fixtures
 
 from certs_support import SECRET, add_provider, add_route
 from servers import TSIG_NAME, start_bind, start_pebble

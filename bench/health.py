@@ -16,42 +16,38 @@ What it measures (in this process; the upstreams run in a separate process):
 
 Prints the figures and one JSON line. Figures are noisy on a shared machine.
 
-    python bench/health.py --routes 10000 --interval 30
+    python -m bench.health --routes 10000 --interval 30
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# This directory holds other benchmarks (e.g. bench/queue.py) that must not shadow the
-# standard library: import from the repository root instead.
+import requests
+import sqlalchemy as sa
+
+from db.engine import create_engine, write_transaction
+from db.migrate import upgrade
+from db.tables import routes
+from tasks.health.batch import run_batch
+from tasks.health.schedule import claim_due, split
+from tasks.health.settings import HealthSettings
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from db.engine import create_engine, write_transaction  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.tables import routes  # noqa: E402
-from tasks.health.batch import run_batch  # noqa: E402
-from tasks.health.schedule import claim_due, split  # noqa: E402
-from tasks.health.settings import HealthSettings  # noqa: E402
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 

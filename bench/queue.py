@@ -1,7 +1,7 @@
 """Queue throughput: no-op tasks through the project's Huey app (run history on) and
 through a bare Huey on the same kind of storage, in one run.
 
-    python bench/queue.py [--tasks 2000] [--workers 4] [--queue sqlite|redis] [--redis-url URL]
+    python -m bench.queue [--tasks 2000] [--workers 4] [--queue sqlite|redis] [--redis-url URL]
 
 Prints enqueued/s and processed/s for both, their ratio, and one JSON line.
 Goal (issue 2): run history costs at most 20% of bare Huey's throughput on SQLite.

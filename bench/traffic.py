@@ -18,39 +18,32 @@ latencies. In one run it reports:
 
 Prints the figures and one JSON line. The machine is shared: the figures are noisy.
 
-    python bench/traffic.py                # the full 5M-row run
-    python bench/traffic.py --rows 200000  # a quick one
+    python -m bench.traffic                # the full 5M-row run
+    python -m bench.traffic --rows 200000  # a quick one
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import multiprocessing
+import random
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
-# bench/ holds other benchmarks (e.g. bench/queue.py) that must not shadow the standard
-# library: import from the repository root instead.
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import sqlite3  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from db.engine import create_engine, write_transaction  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.tables import routes  # noqa: E402
-from tasks.traffic.aggregate import aggregate  # noqa: E402
-from tasks.traffic.histogram import bin_of  # noqa: E402
-from tasks.traffic.ingest import ingest  # noqa: E402
-from tasks.traffic.prune import Pacing, prune  # noqa: E402
-from tasks.traffic.retention import DAY_S, Retention, rules  # noqa: E402
-from tasks.traffic.rows import row_id  # noqa: E402
+from db.engine import create_engine, write_transaction
+from db.migrate import upgrade
+from db.tables import routes
+from tasks.traffic.aggregate import aggregate
+from tasks.traffic.histogram import bin_of
+from tasks.traffic.ingest import ingest
+from tasks.traffic.prune import Pacing, prune
+from tasks.traffic.retention import DAY_S, Retention, rules
+from tasks.traffic.rows import row_id
 
 START = 1_764_000_000 - DAY_S  # the data covers the 24 hours before this "now"
 END = START + DAY_S

@@ -10,7 +10,7 @@ import time
 from huey.consumer import Consumer
 
 from .config import Settings
-from .history import close_orphaned_runs
+from .history import close_orphaned_runs, release_dead_leases
 from .queue import JobQueue, build_huey
 from .registry import JobContext, discover
 from .runner import record_failure
@@ -55,6 +55,9 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
     closed = close_orphaned_runs(engine, socket.gethostname(), time.time())
     if closed:
         log.warning("%d run(s) of workers that were killed are marked as errors in task_runs", closed)
+    released = release_dead_leases(engine, socket.gethostname())
+    if released:
+        log.warning("released the job leases of killed workers: %s", ", ".join(released))
     engine.dispose()
     queue, ctx = build_queue(settings)
     def unscheduled(job: str, error: Exception) -> None:

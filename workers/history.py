@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
-from db.tables import task_runs
+from db.tables import job_leases, task_runs
 
 log = logging.getLogger("proxyos.history")
 
@@ -155,6 +155,29 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
                 )
             )
     return len(dead)
+
+
+def release_dead_leases(engine: Engine, hostname: str) -> list[str]:
+    """Delete the job leases held by dead processes of this host (a lease's owner is
+    `host:pid/run_id`), so a killed run blocks its job until a consumer starts again on
+    that host, not until the lease expires. Returns the jobs whose lease was released."""
+    with engine.connect() as conn:
+        held = conn.execute(
+            sa.select(job_leases.c.job, job_leases.c.owner).where(job_leases.c.owner.like(f"{hostname}:%"))
+        ).all()
+    dead = [row for row in held if _owner_host(row.owner, hostname) and not _alive(_owner_host(row.owner, hostname))]
+    if dead:
+        with write_transaction(engine) as conn:
+            for row in dead:
+                conn.execute(sa.delete(job_leases).where(job_leases.c.job == row.job, job_leases.c.owner == row.owner))
+    return [row.job for row in dead]
+
+
+def _owner_host(owner: str, hostname: str) -> int | None:
+    """The pid in an owner `hostname:pid/run_id`, or None for another host or format."""
+    host, _, _ = owner.partition("/")
+    name, _, pid = host.rpartition(":")
+    return int(pid) if name == hostname and pid.isdigit() else None
 
 
 def _alive(pid: int) -> bool:

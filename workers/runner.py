@@ -64,6 +64,11 @@ def error_message(exc: BaseException, where: str | None = None) -> str:
     return redact(text)[:MAX_ERROR_CHARS]
 
 
+def lease_owner(run_id: str) -> str:
+    """`host:pid/run_id`: a consumer starting on this host can tell a dead holder's lease."""
+    return f"{HOST}/{run_id}"
+
+
 def run_job(
     ctx: JobContext, job: Job, options: Mapping[str, Any] | None = None, task_id: str | None = None
 ) -> RunResult:
@@ -72,7 +77,7 @@ def run_job(
     run_id = new_id()
     started = time.time()
     try:
-        leased = not job.exclusive or acquire_lease(engine, job.name, run_id, job.lease_seconds)
+        leased = not job.exclusive or acquire_lease(engine, job.name, lease_owner(run_id), job.lease_seconds)
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
@@ -83,7 +88,7 @@ def run_job(
 
     with ExitStack() as held:
         if job.exclusive:
-            held.enter_context(keep_lease(engine, job.name, run_id, job.lease_seconds))
+            held.enter_context(keep_lease(engine, job.name, lease_owner(run_id), job.lease_seconds))
         ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
         status, summary, error = "ok", {}, None
         try:

@@ -75,9 +75,9 @@ class PeriodicScheduler:
                 continue
             try:
                 if claim_tick(self.engine, job.name, tick):
-                    self.enqueue(job.name)
+                    task_id = self.enqueue(job.name)
                     enqueued.append(job.name)
-                    log.debug("enqueued %s for tick %s", job.name, tick)
+                    log.debug("enqueued %s for tick %s (task %s)", job.name, tick, task_id)
                 self._seen[job.name] = tick
             except Exception as exc:  # the database or queue is down: retry next second
                 log.warning("could not schedule %s: %s", job.name, exc)

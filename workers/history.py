@@ -157,14 +157,15 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
     return len(dead)
 
 
-def release_dead_leases(engine: Engine, hostname: str) -> list[str]:
-    """Delete the job leases held by dead processes of this host (a lease's owner is
-    `host:pid/run_id`), so a killed run blocks its job until a consumer starts again on
-    that host, not until the lease expires. Returns the jobs whose lease was released."""
+def release_dead_leases(engine: Engine, hostname: str, job: str | None = None) -> list[str]:
+    """Delete the job leases (of `job`, or all) held by dead processes of this host (a
+    lease's owner is `host:pid/run_id`): a run killed on this host does not block its job
+    until the lease expires. Returns the jobs whose lease was released."""
+    query = sa.select(job_leases.c.job, job_leases.c.owner).where(job_leases.c.owner.like(f"{hostname}:%"))
+    if job is not None:
+        query = query.where(job_leases.c.job == job)
     with engine.connect() as conn:
-        held = conn.execute(
-            sa.select(job_leases.c.job, job_leases.c.owner).where(job_leases.c.owner.like(f"{hostname}:%"))
-        ).all()
+        held = conn.execute(query).all()
     dead = [row for row in held if _owner_host(row.owner, hostname) and not _alive(_owner_host(row.owner, hostname))]
     if dead:
         with write_transaction(engine) as conn:

@@ -22,6 +22,7 @@ from db.sql import new_id
 from tasks.outcome import Skipped
 from tasks.redaction import redact
 
+from .history import release_dead_leases
 from .leases import acquire_lease, keep_lease
 from .registry import Job, JobContext
 
@@ -69,6 +70,16 @@ def lease_owner(run_id: str) -> str:
     return f"{HOST}/{run_id}"
 
 
+def _take_lease(engine: sa.Engine, job: Job, owner: str) -> bool:
+    if acquire_lease(engine, job.name, owner, job.lease_seconds):
+        return True
+    # A holder killed on this host can neither renew nor release: take over at once
+    # (holders on other hosts are waited for until their lease expires).
+    if release_dead_leases(engine, socket.gethostname(), job.name):
+        return acquire_lease(engine, job.name, owner, job.lease_seconds)
+    return False
+
+
 def run_job(
     ctx: JobContext, job: Job, options: Mapping[str, Any] | None = None, task_id: str | None = None
 ) -> RunResult:
@@ -77,7 +88,7 @@ def run_job(
     run_id = new_id()
     started = time.time()
     try:
-        leased = not job.exclusive or acquire_lease(engine, job.name, lease_owner(run_id), job.lease_seconds)
+        leased = not job.exclusive or _take_lease(engine, job, lease_owner(run_id))
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)

@@ -339,3 +339,32 @@ def test_a_restart_releases_the_leases_of_killed_runs(worker_env, tmp_path):
         left = sorted(conn.execute(sa.text("SELECT job FROM job_leases")).scalars())
     engine.dispose()
     assert left == ["aggregate", "certs"]
+
+
+def test_a_run_takes_over_the_lease_of_a_killed_run_on_this_host(worker_env, tmp_path):
+    """A consumer that keeps running never restarts, so it cannot release at start-up: the
+    next run of the job itself sees that the holder's process is gone and takes over,
+    instead of being skipped until the lease expires."""
+    import socket
+    import subprocess
+    import sys
+
+    log_file = tmp_path / "access.log"
+    log_file.write_text(caddy_line("app.test", time.time()) + "\n")
+    env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file))
+    assert run_cli(["migrate"], env).returncode == 0
+    engine = create_engine(env["PROXYOS_DATABASE_URL"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO job_leases (job, owner, expires_at) VALUES ('ingest', :o, :e)"),
+                     {"o": f"{socket.gethostname()}:{dead.pid}/killed-run", "e": time.time() + 3600})
+    done = run_cli(["run-once", "ingest", "--json"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["status"] == "ok", done.stdout
+    with engine.begin() as conn:  # a live holder (this test process) is still respected
+        conn.execute(sa.text("INSERT INTO job_leases (job, owner, expires_at) VALUES ('ingest', :o, :e)"),
+                     {"o": f"{socket.gethostname()}:{os.getpid()}/live-run", "e": time.time() + 3600})
+    again = run_cli(["run-once", "ingest", "--json"], env)
+    assert json.loads(again.stdout)["status"] == "skipped", again.stdout
+    engine.dispose()

@@ -92,7 +92,7 @@ JOBS = [
         help="Delete old rows by the retention rules (PROXYOS_RETENTION_*), in short batches.",
         run=_run_prune,
         every=3600.0,
-        lease_seconds=3600.0,
+        lease_seconds=60.0,  # renewed every 20 s while a run lasts; a killed run's lease lapses soon
         example="PROXYOS_RETENTION_ACCESS_LOG_DAYS=3 proxyos-worker run-once prune",
         check_settings=settings_traffic.load,
         render=_render,

@@ -10,7 +10,8 @@ import time
 from huey.consumer import Consumer
 
 from .config import Settings
-from .history import close_orphaned_runs, release_dead_leases
+from .history import close_orphaned_runs
+from .leases import release_dead_leases
 from .queue import JobQueue, build_huey
 from .registry import JobContext, discover
 from .runner import record_failure

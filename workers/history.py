@@ -12,7 +12,6 @@ which live in the database, are not.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -20,7 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
-from db.tables import job_leases, task_runs
+from db.tables import task_runs
+
+from .leases import process_alive
 
 log = logging.getLogger("proxyos.history")
 
@@ -139,7 +140,7 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
                 task_runs.c.status == "running", task_runs.c.host.like(f"{hostname}:%")
             )
         ).all()
-    dead = [row for row in rows if not _alive(int(row.host.rsplit(":", 1)[1]))]
+    dead = [row for row in rows if not process_alive(int(row.host.rsplit(":", 1)[1]))]
     if not dead:
         return 0
     with write_transaction(engine) as conn:
@@ -155,37 +156,3 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
                 )
             )
     return len(dead)
-
-
-def release_dead_leases(engine: Engine, hostname: str, job: str | None = None) -> list[str]:
-    """Delete the job leases (of `job`, or all) held by dead processes of this host (a
-    lease's owner is `host:pid/run_id`): a run killed on this host does not block its job
-    until the lease expires. Returns the jobs whose lease was released."""
-    query = sa.select(job_leases.c.job, job_leases.c.owner).where(job_leases.c.owner.like(f"{hostname}:%"))
-    if job is not None:
-        query = query.where(job_leases.c.job == job)
-    with engine.connect() as conn:
-        held = conn.execute(query).all()
-    dead = [row for row in held if _owner_host(row.owner, hostname) and not _alive(_owner_host(row.owner, hostname))]
-    if dead:
-        with write_transaction(engine) as conn:
-            for row in dead:
-                conn.execute(sa.delete(job_leases).where(job_leases.c.job == row.job, job_leases.c.owner == row.owner))
-    return [row.job for row in dead]
-
-
-def _owner_host(owner: str, hostname: str) -> int | None:
-    """The pid in an owner `hostname:pid/run_id`, or None for another host or format."""
-    host, _, _ = owner.partition("/")
-    name, _, pid = host.rpartition(":")
-    return int(pid) if name == hostname and pid.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

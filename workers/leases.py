@@ -10,6 +10,7 @@ expires by itself.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -101,3 +102,37 @@ def _release_or_retry(engine: Engine, name: str, owner: str, deadline: float) ->
                 continue  # expires by itself at the deadline
 
     threading.Thread(target=retry, name=f"release-{name}", daemon=True).start()
+
+
+def release_dead_leases(engine: Engine, hostname: str, job: str | None = None) -> list[str]:
+    """Delete the job leases (of `job`, or all) held by dead processes of this host (a
+    lease's owner is `host:pid/run_id`): a run killed on this host does not block its job
+    until the lease expires. Returns the jobs whose lease was released."""
+    query = sa.select(job_leases.c.job, job_leases.c.owner).where(job_leases.c.owner.like(f"{hostname}:%"))
+    if job is not None:
+        query = query.where(job_leases.c.job == job)
+    with engine.connect() as conn:
+        held = conn.execute(query).all()
+    dead = [row for row in held if _dead_owner(row.owner, hostname)]
+    if dead:
+        with write_transaction(engine) as conn:
+            for row in dead:
+                conn.execute(sa.delete(job_leases).where(job_leases.c.job == row.job, job_leases.c.owner == row.owner))
+    return [row.job for row in dead]
+
+
+def _dead_owner(owner: str, hostname: str) -> bool:
+    """True for an owner `hostname:pid/run_id` whose process is gone."""
+    host, _, _ = owner.partition("/")
+    name, _, pid = host.rpartition(":")
+    return name == hostname and pid.isdigit() and not process_alive(int(pid))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

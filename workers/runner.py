@@ -22,8 +22,7 @@ from db.sql import new_id
 from tasks.outcome import Skipped
 from tasks.redaction import redact
 
-from .history import release_dead_leases
-from .leases import acquire_lease, keep_lease
+from .leases import acquire_lease, keep_lease, release_dead_leases
 from .registry import Job, JobContext
 
 log = logging.getLogger("proxyos.runner")

@@ -4,6 +4,7 @@ schema per test when PROXYOS_TEST_DATABASE_URL names a server."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +86,24 @@ def worker_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
 def cli():
     """`cli(args, env)` runs `proxyos-worker ARGS` in a new process."""
     return run_cli
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """`tmpfs("2m")` mounts a small real file system (a tmpfs) and returns its path, for
+    tests of full and read-only disks; unmounted afterwards. Needs root: skips without."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=True)

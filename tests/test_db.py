@@ -118,16 +118,9 @@ def test_start_up_refuses_a_corrupt_database(engine, sqlite_url, worker_env):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs: a real file system that can be filled up or made read-only."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+def small_disk(tmpfs):
+    """A 2 MiB file system that can be filled up or made read-only."""
+    return tmpfs("2m")
 
 
 def _env_on(disk: Path, worker_env: dict) -> dict:

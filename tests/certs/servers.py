@@ -55,6 +55,17 @@ def _wait_for(check, what: str, proc: subprocess.Popen, log: Path, timeout: floa
     raise RuntimeError(f"{what} did not become ready:\n{log.read_text()[-3000:]}")
 
 
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
 @dataclass
 class Bind:
     """The authoritative server (`port`) and, in front of it, a forwarding resolver
@@ -98,14 +109,8 @@ class Bind:
 
     def stop(self) -> None:
         for proc in (self.resolver_proc, self.proc):
-            if proc is None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                stop_process(proc)
 
 
 def _named(named: str, conf: Path, log: Path, port: int, what: str) -> subprocess.Popen:
@@ -191,12 +196,7 @@ class Pebble:
         return f"https://127.0.0.1:{self.port}/dir"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_pebble(directory: Path, dns_port: int, env: dict | None = None, extra: dict | None = None) -> Pebble:
@@ -327,12 +327,7 @@ class PowerDNS:
         return f"http://127.0.0.1:{self.api_port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_powerdns(directory: Path, port: int, zone: str = "pdns.test") -> PowerDNS:

@@ -86,3 +86,24 @@ class Provider(ABC):
     def explain(self, response: requests.Response) -> str:
         text = response.text.strip().replace("\n", " ")
         return f": {text[:300]}" if text else ""
+
+
+class RecordSetProvider(Provider):
+    """For APIs that replace all TXT values of a name at once: present and clean up read
+    the values, add or remove one, and write the set back."""
+
+    @abstractmethod
+    def _values(self, fqdn: str, zone: str) -> list[str]: ...
+
+    @abstractmethod
+    def _write(self, fqdn: str, zone: str, values: list[str]) -> None: ...
+
+    def present(self, fqdn: str, zone: str, value: str) -> None:
+        values = self._values(fqdn, zone)
+        if value not in values:
+            self._write(fqdn, zone, values + [value])
+
+    def cleanup(self, fqdn: str, zone: str, value: str) -> None:
+        values = self._values(fqdn, zone)
+        if value in values:
+            self._write(fqdn, zone, [v for v in values if v != value])

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .base import Provider
+from .base import RecordSetProvider
 
 TTL = 600  # the API's minimum
 
 
-class GoDaddy(Provider):
+class GoDaddy(RecordSetProvider):
     type = "godaddy"
     required = ("api_token", "api_secret")
     default_api_url = "https://api.godaddy.com"
@@ -41,16 +41,6 @@ class GoDaddy(Provider):
             self.http("PUT", self._path(fqdn, zone), json=[{"data": v, "ttl": TTL} for v in values])
         else:
             self.http("DELETE", self._path(fqdn, zone), ok=(200, 204, 404))
-
-    def present(self, fqdn: str, zone: str, value: str) -> None:
-        values = self._values(fqdn, zone)
-        if value not in values:
-            self._write(fqdn, zone, values + [value])
-
-    def cleanup(self, fqdn: str, zone: str, value: str) -> None:
-        values = self._values(fqdn, zone)
-        if value in values:
-            self._write(fqdn, zone, [v for v in values if v != value])
 
 
 PROVIDER = GoDaddy

@@ -7,12 +7,12 @@ name are read first and written back."""
 from __future__ import annotations
 
 from ..errors import ConfigurationError, ProviderError
-from .base import Provider
+from .base import RecordSetProvider
 
 TTL = 60
 
 
-class PowerDNS(Provider):
+class PowerDNS(RecordSetProvider):
     type = "powerdns"
     required = ("api_url", "api_key")
     public = ("api_url", "server_id")
@@ -56,16 +56,6 @@ class PowerDNS(Provider):
         else:
             rrset["changetype"] = "DELETE"
         self.http("PATCH", self._zone_path(zone), json={"rrsets": [rrset]}, ok=(200, 204))
-
-    def present(self, fqdn: str, zone: str, value: str) -> None:
-        values = self._values(fqdn, zone)
-        if value not in values:
-            self._write(fqdn, zone, values + [value])
-
-    def cleanup(self, fqdn: str, zone: str, value: str) -> None:
-        values = self._values(fqdn, zone)
-        if value in values:
-            self._write(fqdn, zone, [v for v in values if v != value])
 
 
 PROVIDER = PowerDNS

@@ -7,6 +7,7 @@ are not stored in the queue. What a run did is in `task_runs`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ class JobQueue:
         if job not in self.tasks:
             raise KeyError(f"unknown job {job!r}")
         eta = normalize_time(None, delay, self.huey.utc) if delay else None
+        # When it was asked for: a job can tell that a duplicate request was already served.
+        options = {**options, "requested_at": round(time.time(), 3)}
         task = self.tasks[job].task_class((options,), {}, eta=eta)
         self.huey.enqueue(task)
         return task.id

@@ -121,3 +121,41 @@ def test_consumer_runs_the_enqueued_issue(cert_env, bind):
     assert bind.tsig_secret not in stderr and SECRET not in stderr
     assert domain
     engine.dispose()
+
+
+def test_a_duplicate_issue_request_orders_one_certificate(cert_env, bind, tmp_path):
+    """Two `enqueue issue --cert ID` made before either ran: the second finds the
+    certificate issued since it was requested and orders nothing."""
+    import signal
+    import subprocess
+    import sys
+
+    engine = _db(cert_env)
+    add_route(engine, unique(), add_provider(engine, bind.credentials))
+    from tasks.certs.sync import sync_certificates
+
+    sync_certificates(engine, 0)
+    with engine.connect() as conn:
+        cert_id = conn.execute(sa.text("SELECT id FROM certificates")).scalar()
+    for _ in range(2):
+        assert run_cli(["enqueue", "issue", "--cert", cert_id], cert_env).returncode == 0
+    log = (tmp_path / "worker.log").open("w")
+    consumer = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic", "--workers", "1"],
+                                env=cert_env, stdout=log, stderr=log)
+    try:
+        def both_ran():
+            with engine.connect() as conn:
+                return conn.execute(sa.text(
+                    "SELECT count(*) FROM task_runs WHERE job = 'issue' AND status != 'running'")).scalar() == 2
+
+        _wait_for(both_ran, timeout=120)
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        consumer.wait(timeout=60)
+    with engine.connect() as conn:
+        issued = conn.execute(sa.text("SELECT count(*) FROM cert_issuance_log")).scalar()
+        summaries = conn.execute(sa.text("SELECT status, summary FROM task_runs WHERE job = 'issue'")).all()
+    assert issued == 1
+    assert [status for status, _ in summaries] == ["ok", "ok"]
+    assert any("done_elsewhere" in summary for _, summary in summaries)
+    engine.dispose()

@@ -121,8 +121,15 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
 
     settings = cert_settings(ctx.settings.env)
     cert_id = _find(ctx, options)
+    requested_at = options.get("requested_at")  # set for requests that went through the queue
+
+    def not_served_since_requested(row) -> bool:
+        """Idempotent requests: one issued after this request was made already served it
+        (two clicks on "renew now" order one certificate)."""
+        return not (row.status == "active" and (row.last_renewed_at or 0) >= int(requested_at))
+
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
-                                clock=ctx.clock)
+                                clock=ctx.clock, still_due=not_served_since_requested if requested_at else None)
     if outcome.result in ("failed", "busy"):
         raise CertError(f"{outcome.domain}: {outcome.error}")
     return outcome.as_dict()

@@ -135,3 +135,10 @@ def test_postgres_database_works_from_the_cli(postgres_url, worker_env):
     assert result.returncode == 0 and json.loads(result.stdout)["status"] == "skipped"
     denied = run_cli(["db", "query", "DELETE FROM routes"], env)
     assert denied.returncode == 1 and "read-only" in denied.stderr
+
+
+def test_an_id_that_starts_with_a_dash_is_a_value(worker_env):
+    """nanoid-style ids may start with "-": `--route -x` is the route "-x", not an option."""
+    result = run_cli(["run-once", "health", "--route", "-no-such-route"], worker_env)
+    assert "expected one argument" not in result.stderr and "usage:" not in result.stderr
+    assert result.returncode == 1 and "-no-such-route" in result.stdout + result.stderr

@@ -54,8 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _values_may_start_with_dash(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """ProxyOS ids may start with "-" (nanoid's alphabet): `--route -abc` becomes
+    `--route=-abc`, which argparse would otherwise read as an unknown option."""
+    takes_value, flags = set(), set()
+
+    def walk(current: argparse.ArgumentParser) -> None:
+        for action in current._actions:
+            flags.update(action.option_strings)
+            if isinstance(action, argparse._StoreAction) and action.option_strings and action.nargs is None:
+                takes_value.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(parser)
+    joined, tokens = [], list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if token in takes_value and tokens and tokens[0].startswith("-") and tokens[0] not in flags:
+            token = f"{token}={tokens.pop(0)}"
+        joined.append(token)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_values_may_start_with_dash(parser, sys.argv[1:] if argv is None else argv))
     try:
         settings = config.load()
     except config.ConfigError as exc:

@@ -30,6 +30,12 @@ class GracefulConsumer(Consumer):
         self._signal_actions[signal.SIGINT] = (False, True)
         self._on_stop = on_stop
 
+    def start(self) -> None:
+        # Huey installs its handlers at the end of start(); a SIGTERM arriving while the
+        # threads start would kill the process outright instead of stopping it gracefully.
+        self._set_signal_handlers()
+        super().start()
+
     def stop(self, graceful: bool = False) -> None:
         if self._on_stop:
             self._on_stop()

@@ -1,10 +1,14 @@
-"""Test helpers: run the CLI as a user would; snapshot a database's schema and rows."""
+"""Test helpers: run the CLI as a user would; wait for state another thread or process
+writes; snapshot a database's schema and rows."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +25,30 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 60.0, what: str = "a condition", interval: float = 0.05
+) -> Any:
+    """Poll `predicate` until it returns something true, and return that; for state that
+    another thread or process writes (a row, a file, a log line) with nothing to await.
+
+    An exception from `predicate` counts as "not yet" (what is polled may be down for a
+    moment: a fault test waits for it to come back); the last one is named if time runs
+    out. The failure says what was awaited and for how long."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+        except Exception as exc:
+            value, last_error = None, exc
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            error = f" (last error: {type(last_error).__name__}: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{error}") from last_error
+        time.sleep(interval)
 
 
 def schema(engine: sa.Engine) -> dict[str, dict]:

@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,9 @@ from workers.consumer import GracefulConsumer
 from workers.queue import JobQueue, build_huey
 from workers.registry import Job, JobContext
 
-from support import run_cli
+from support import run_cli, wait_until
 
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    """Poll the database (the event we wait for is a row written by another process)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _runs(url: str, job: str) -> list[tuple]:
@@ -69,12 +57,12 @@ def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env
     )
     try:
         # The daily backup's current tick has not run yet, so the scheduler enqueues it now.
-        _wait_for(lambda: _runs(sqlite_url, "backup"), what="the scheduled backup")
+        wait_until(lambda: _runs(sqlite_url, "backup"), what="the scheduled backup")
         enqueued = run_cli(["enqueue", "backup"], queue_env)
         assert enqueued.returncode == 0, enqueued.stderr
         task_id = enqueued.stdout.strip()
-        runs = _wait_for(lambda: [r for r in _runs(sqlite_url, "backup") if r[1] == task_id] and
-                         _runs(sqlite_url, "backup"), what="the enqueued backup")
+        runs = wait_until(lambda: [r for r in _runs(sqlite_url, "backup") if r[1] == task_id] and
+                          _runs(sqlite_url, "backup"), what="the enqueued backup")
         assert [status for status, _ in runs] == ["ok", "ok"]
         assert len(list((tmp_path / "backups").glob("proxyos-*.db"))) >= 1
     finally:
@@ -151,7 +139,7 @@ def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env
             return conn.execute(sa.text("SELECT status, error FROM task_runs WHERE id='r1'")).one()[0] == "error"
 
     try:
-        _wait_for(closed, what="the orphaned run to be closed")
+        wait_until(closed, what="the orphaned run to be closed")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

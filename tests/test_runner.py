@@ -16,6 +16,8 @@ from workers.registry import Job, JobContext, discover
 from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
 
+from support import wait_until
+
 
 def _context(url: str, tmp_path) -> JobContext:
     settings = config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
@@ -151,10 +153,7 @@ def test_buffered_history_shows_long_runs_as_running_and_writes_everything_on_cl
     worker = threading.Thread(target=run_job, args=(ctx, Job("long", "", run=long_run, exclusive=False)))
     worker.start()
     assert started.wait(30)
-    pause = threading.Event()
-    for _ in range(500):  # the writer thread flushes within its interval; 10 s at most
-        if _runs(engine, "long") or pause.wait(0.02):
-            break
+    wait_until(lambda: _runs(engine, "long"), timeout=10, what="the long run's first history flush", interval=0.02)
     assert [r["status"] for r in _runs(engine, "long")] == ["running"]
     for _ in range(50):
         run_job(ctx, Job("short", "", run=lambda c, o: {"n": 1}, exclusive=False))

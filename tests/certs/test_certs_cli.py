@@ -11,7 +11,7 @@ from db.engine import create_engine
 from db.migrate import upgrade
 from db.tables import task_runs
 
-from support import run_cli
+from support import run_cli, wait_until
 
 
 def _db(env):
@@ -74,20 +74,6 @@ def test_enqueue_issue_carries_only_the_id(cert_env, bind, tmp_path):
     engine.dispose()
 
 
-def _wait_for(predicate, timeout: float = 60.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    raise AssertionError("condition not met in time")
-
-
 def test_consumer_runs_the_enqueued_issue(cert_env, bind):
     """`enqueue issue --cert ID` with a running consumer: the certificate is issued."""
     import signal
@@ -111,7 +97,7 @@ def test_consumer_runs_the_enqueued_issue(cert_env, bind):
                 return conn.execute(sa.text("SELECT status FROM certificates WHERE id = :i"), {"i": cert_id}).scalar() \
                     == "active"
 
-        _wait_for(status)
+        wait_until(status, what=f"certificate {cert_id} to be active")
     finally:
         consumer.send_signal(signal.SIGTERM)
         _, stderr = consumer.communicate(timeout=60)
@@ -148,7 +134,7 @@ def test_a_duplicate_issue_request_orders_one_certificate(cert_env, bind, tmp_pa
                 return conn.execute(sa.text(
                     "SELECT count(*) FROM task_runs WHERE job = 'issue' AND status != 'running'")).scalar() == 2
 
-        _wait_for(both_ran, timeout=120)
+        wait_until(both_ran, timeout=120, what="both issue runs to finish")
     finally:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(timeout=60)

@@ -1,4 +1,5 @@
-"""Processes for fault tests: consumers, a private PostgreSQL server, waiting on state."""
+"""Processes for fault tests: consumers, a private PostgreSQL server; `wait_until` (from
+support) for the state they write."""
 
 from __future__ import annotations
 
@@ -11,31 +12,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from support import wait_until  # noqa: F401  (the fault tests import it from here)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "a condition") -> Any:
-    """Poll state another process writes (a row, a file) until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:  # the thing polled may be down for a moment: that is the test
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Consumer:

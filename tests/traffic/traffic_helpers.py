@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -106,14 +105,3 @@ def stored(engine) -> dict:
 def count_rows(engine, table) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    """Poll for an event another process signals through the file system."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -1,5 +1,5 @@
-"""The certificate worker's own tables (migration 0004). The new `certificates` columns
-live with that table in `db/tables.py`."""
+"""The certificate worker's own tables (migrations 0004 and 0006). The new `certificates`
+columns live with that table in `db/tables.py`."""
 
 from __future__ import annotations
 
@@ -29,5 +29,22 @@ cert_dns_records = Table(
     c("fqdn", nn=True),
     c("zone", nn=True),
     c("value", nn=True),
+    c("created_at", INT, nn=True),
+)
+
+# The ACME order in flight for a certificate (migration 0006), saved as soon as the CA
+# created it and deleted in the transaction that stores the issued certificate: a worker
+# killed in between finds the order again instead of having a second certificate issued.
+# The new private key is `enc:v2:` encrypted in `key_pem`; without PROXYOS_SECRET it is in
+# the mode-0600 file `key_file` instead, never in plaintext here.
+cert_orders = Table(
+    "cert_orders",
+    metadata,
+    c("certificate_id", pk=True),
+    c("account_id", nn=True),
+    c("order_url", nn=True),
+    c("names", nn=True),  # JSON list, as ordered
+    c("key_pem"),
+    c("key_file"),
     c("created_at", INT, nn=True),
 )

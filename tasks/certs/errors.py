@@ -30,3 +30,8 @@ class HeldBack(CertError):
 
 class LeaseLost(CertError):
     """Another worker took over this certificate (our lease expired)."""
+
+
+class OrderInvalid(CertError):
+    """The CA made the order (or one of its authorizations) invalid: it can never be
+    completed, so its saved record is dropped and the next attempt orders afresh."""

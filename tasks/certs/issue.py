@@ -40,6 +40,7 @@ from .lease import Lease, new_owner
 from .order import OrderFlow
 from .propagation import Checker
 from .records import DbJournal, clean_leftovers
+from .saved_order import OrderStore
 from .settings import CertSettings
 from .sync import cert_names
 
@@ -163,11 +164,15 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
         clean_leftovers(engine, cert_id, provider_for)
         provider = provider_for(route.tls_dns_provider_id)
         now = clock()
-        if not renewal:
+        session = sessions.get(settings.directory_for(route.tls_mode))
+        orders = OrderStore(
+            engine, cert_id, session.account_id, settings.secret, settings.cert_dir, clock
+        )
+        saved = orders.load()
+        if not renewal and saved is None:  # a saved order was counted when it was placed
             _check_rate_limit(engine, settings, names[0], now)
         if renewal:
             _set(engine, cert_id, status="renewing", updated_at=int(now))
-        session = sessions.get(settings.directory_for(route.tls_mode))
         checker = (
             checker_factory()
             if checker_factory
@@ -179,13 +184,14 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
             provider,
             checker,
             DbJournal(engine, cert_id, route.tls_dns_provider_id, clock),
+            orders,
             key_type=settings.key_type,
             propagation_timeout=settings.propagation_timeout,
             order_timeout=settings.order_timeout,
             heartbeat=lease.extend,
         )
         replaces = row.ari_cert_id if (renewal and session.offers_ari) else None
-        result = flow.obtain(names, replaces=replaces)
+        result = flow.obtain(names, replaces=replaces, saved=saved)
         lease.extend(force=True)  # still ours: nobody else is writing these files
     except HeldBack as exc:
         return _held(engine, row, str(exc), exc.retry_at, clock)
@@ -198,7 +204,7 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
         log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
         return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
     try:
-        return _store(engine, settings, session, row, names, route, result, renewal, clock)
+        return _store(engine, settings, session, orders, row, names, result, renewal, clock)
     except OSError as exc:
         where = settings.cert_dir / names[0].replace("*", "_")
         return _failed(engine, row, f"the CA issued the certificate but writing it to {where} failed: "
@@ -289,7 +295,15 @@ def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome
 
 
 def _store(
-    engine, settings: CertSettings, session: AcmeSession, row, names, route, result, renewal, clock
+    engine,
+    settings: CertSettings,
+    session: AcmeSession,
+    orders: OrderStore,
+    row,
+    names,
+    result,
+    renewal,
+    clock,
 ) -> Outcome:
     leaf = leaf_of(result.fullchain_pem)
     issued_at, expires_at = validity(leaf)
@@ -350,6 +364,8 @@ def _store(
                 "replaced": row.ari_cert_id if renewal else None,
             },
         )
+        orders.forget_in(conn)  # the order is done only when its certificate is stored
+    orders.drop_key_file()
     log.info(
         "certificate %s %s, valid until %s",
         names[0],

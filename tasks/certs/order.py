@@ -5,6 +5,11 @@ name) -> wait until every authoritative nameserver serves them -> answer -> poll
 authorizations (Retry-After honoured) -> finalize with a fresh key -> download the
 chain. Every value published is removed again, on success and on failure; the caller's
 `journal` records each one durably first, so a crash cannot leave one behind unnoticed.
+
+The caller's `orders` journal saves each new order (URL, names, key) as soon as the CA
+created it; given that saved order, `obtain` continues it where it stopped (answers what
+is still pending, finalizes a ready order, downloads a valid order's certificate), so a
+crash after the CA issued never makes it issue a second certificate.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from acme import client as acme_client
 from cryptography import x509
 
 from .acme_errors import call, describe
-from .errors import CertError, ProviderError
+from .errors import CertError, OrderInvalid, ProviderError
 from .keys import key_pem, make_csr, new_private_key
+from .order_state import fetch_authorizations, post_as_get, saved_order_state
 from .propagation import Checker, Zone
 from .providers.base import Provider
+from .saved_order import SavedOrder
 
 log = logging.getLogger("proxyos.certs.order")
 
@@ -39,6 +46,11 @@ class NewOrderWithReplaces(messages.NewOrder):
 class Journal(Protocol):
     def published(self, fqdn: str, zone: str, value: str) -> None: ...
     def removed(self, fqdn: str, value: str) -> None: ...
+
+
+class OrderJournal(Protocol):
+    def ordered(self, url: str, names: list[str], key_pem: bytes) -> None: ...
+    def discarded(self) -> None: ...
 
 
 @dataclass
@@ -58,10 +70,6 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _post_as_get(client: acme_client.ClientV2, url: str):
-    return client._post_as_get(url)  # noqa: SLF001 - the library has no public POST-as-GET
-
-
 def new_order(client: acme_client.ClientV2, csr_pem: bytes, names: list[str], replaces: str | None):
     body = NewOrderWithReplaces(
         identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
@@ -69,12 +77,9 @@ def new_order(client: acme_client.ClientV2, csr_pem: bytes, names: list[str], re
     )
     response = client._post(client.directory["newOrder"], body)  # noqa: SLF001
     order = messages.Order.from_json(response.json())
-    authzrs = [
-        client._authzr_from_response(_post_as_get(client, url), uri=url)  # noqa: SLF001
-        for url in order.authorizations
-    ]
+    # Authorizations are fetched separately: a retried fetch must not post newOrder again.
     return messages.OrderResource(
-        body=order, uri=response.headers.get("Location"), authorizations=authzrs, csr_pem=csr_pem
+        body=order, uri=response.headers.get("Location"), authorizations=[], csr_pem=csr_pem
     )
 
 
@@ -98,6 +103,7 @@ class OrderFlow:
         provider: Provider,
         checker: Checker,
         journal: Journal,
+        orders: OrderJournal,
         *,
         key_type: str = "ecdsa",
         propagation_timeout: float = 300.0,
@@ -109,25 +115,62 @@ class OrderFlow:
         self.provider = provider
         self.checker = checker
         self.journal = journal
+        self.orders = orders
         self.key_type = key_type
         self.propagation_timeout = propagation_timeout
         self.order_timeout = order_timeout
         self.heartbeat = heartbeat
         self.timings: dict[str, float] = {}
 
-    def obtain(self, names: list[str], replaces: str | None = None) -> Result:
+    def obtain(
+        self, names: list[str], replaces: str | None = None, saved: SavedOrder | None = None
+    ) -> Result:
+        """The certificate for `names`: through the `saved` order when the CA can still
+        complete it, else through a new one."""
         started = time.monotonic()
-        key = new_private_key(self.key_type)
-        csr = make_csr(key, names)
-        orderr = self._new_order(csr, names, replaces)
+        orderr, key = self._start(names, replaces, saved)
         self.heartbeat()
-        pending = self._challenges(orderr)
-        self.timings["order"] = time.monotonic() - started
-        for round_ in self._rounds(pending):
-            self._validate_round(round_)
-        orderr = self._finalize(orderr)
+        try:
+            pending = self._challenges(orderr)
+            self.timings["order"] = time.monotonic() - started
+            for round_ in self._rounds(pending):
+                self._validate_round(round_)
+            orderr = self._finalize(orderr)
+        except OrderInvalid:
+            self.orders.discarded()  # the CA will never complete it
+            raise
         self.timings["total"] = time.monotonic() - started
         return Result(orderr.fullchain_pem.encode(), key_pem(key), self.timings)
+
+    def _start(self, names: list[str], replaces: str | None, saved: SavedOrder | None):
+        """(order resource with its authorizations, private key): the saved order's when
+        it can be continued, else a new order's, saved before anything else happens."""
+        orderr = self._resume(saved, names) if saved is not None else None
+        if orderr is not None:
+            key = saved.key
+        else:
+            key = new_private_key(self.key_type)
+            orderr = self._new_order(make_csr(key, names), names, replaces)
+            # From the first answered challenge on, the CA may issue: save the order first.
+            self.orders.ordered(orderr.uri, names, key_pem(key))
+        if orderr.body.status == messages.STATUS_PENDING:
+            found = call(
+                fetch_authorizations, self.client, orderr.body, what="fetching the authorizations"
+            )
+            orderr = orderr.update(authorizations=found)
+        return orderr, key
+
+    def _resume(self, saved: SavedOrder, names: list[str]):
+        """The saved order's resource, or None (discarded) to order afresh."""
+        state = saved_order_state(self.client, saved, names)
+        if state.unusable:
+            log.info("%s: ordering afresh: the saved ACME order %s", names[0], state.unusable)
+            self.orders.discarded()
+            return None
+        log.info("%s: continuing the saved ACME order (%s)", names[0], state.body.status.name)
+        return messages.OrderResource(
+            body=state.body, uri=saved.url, authorizations=[], csr_pem=make_csr(saved.key, names)
+        )
 
     def _new_order(self, csr: bytes, names: list[str], replaces: str | None):
         what = "creating the ACME order"
@@ -185,6 +228,8 @@ class OrderFlow:
             self.timings["propagation"] = self.timings.get("propagation", 0) + time.monotonic() - t0
             self.heartbeat()
             for ch in round_:
+                if ch.challb.status != messages.STATUS_PENDING:
+                    continue  # answered before a crash; the CA is validating it
                 call(
                     self.client.answer_challenge,
                     ch.challb,
@@ -215,7 +260,7 @@ class OrderFlow:
             delay = 0.05
             while True:
                 response = call(
-                    _post_as_get,
+                    post_as_get,
                     self.client,
                     ch.authz.uri,
                     what=f"polling the authorization of {ch.identifier}",
@@ -236,31 +281,31 @@ class OrderFlow:
     def _authz_failure(self, ch: Challenge, authz: messages.Authorization) -> CertError:
         for challb in authz.challenges:
             if challb.error is not None:
-                return describe(challb.error, f"validating {ch.identifier} (TXT {ch.fqdn})")
-        return CertError(f"validating {ch.identifier}: authorization became {authz.status}")
+                problem = describe(challb.error, f"validating {ch.identifier} (TXT {ch.fqdn})")
+                return OrderInvalid(str(problem), retry_at=problem.retry_at)
+        return OrderInvalid(f"validating {ch.identifier}: authorization became {authz.status}")
 
     def _finalize(self, orderr):
         csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(orderr.csr_pem))
         what = "finalizing the order"
-        try:
-            response = call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
-        except CertError as exc:
-            if "orderNotReady" not in str(exc):
-                raise
-            response = call(_post_as_get, self.client, orderr.uri, what=what)
+        if orderr.body.status in (messages.STATUS_PROCESSING, messages.STATUS_VALID):
+            response = call(post_as_get, self.client, orderr.uri, what=what)  # finalized already
+        else:
+            response = self._post_finalize(orderr, csr, what)
         deadline = time.monotonic() + self.order_timeout
         delay = 0.05
         while True:
             body = messages.Order.from_json(response.json())
             if body.status == messages.STATUS_VALID and body.certificate:
                 chain = call(
-                    _post_as_get, self.client, body.certificate, what="downloading the certificate"
+                    post_as_get, self.client, body.certificate, what="downloading the certificate"
                 )
                 return orderr.update(body=body, fullchain_pem=chain.text)
             if body.status == messages.STATUS_INVALID:
                 if body.error is not None:
-                    raise describe(body.error, what)
-                raise CertError(f"{what}: the CA marked the order invalid")
+                    problem = describe(body.error, what)
+                    raise OrderInvalid(str(problem), retry_at=problem.retry_at)
+                raise OrderInvalid(f"{what}: the CA marked the order invalid")
             if body.status == messages.STATUS_READY:
                 response = call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
                 continue
@@ -269,4 +314,12 @@ class OrderFlow:
             _sleep_until(time.monotonic() + _retry_after(response, delay), deadline)
             delay = min(delay * 2, 5.0)
             self.heartbeat()
-            response = call(_post_as_get, self.client, orderr.uri, what=what)
+            response = call(post_as_get, self.client, orderr.uri, what=what)
+
+    def _post_finalize(self, orderr, csr, what: str):
+        try:
+            return call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
+        except CertError as exc:
+            if "orderNotReady" not in str(exc):
+                raise
+            return call(post_as_get, self.client, orderr.uri, what=what)

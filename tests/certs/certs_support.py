@@ -43,3 +43,9 @@ def add_route(engine, domain: str, provider_id: str | None, aliases: list[str] |
             tls_dns_provider_id=provider_id, aliases=json.dumps(aliases) if aliases else None,
             created_at=now, updated_at=now))
     return route_id
+
+
+def pebble_counts(pebble) -> dict[str, int]:
+    """Orders Pebble created and certificates it issued so far, from its own log."""
+    text = (pebble.ca_bundle.parent / "pebble.log").read_text()
+    return {"orders": text.count("Added order"), "issued": text.count("Issued certificate serial")}

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 import sqlalchemy as sa
 
 from db.engine import write_transaction
 from db.tables import job_leases, task_runs
-from workers import config
+from workers import config, leases
 from workers.leases import acquire_lease, release_dead_leases, renew_lease
 from workers.registry import Job, JobContext
 from workers.runner import lease_owner, run_job
@@ -191,3 +192,24 @@ def test_hosts_racing_for_an_expired_lease_take_it_once(any_engine, other_owner)
     winners = [owner for owner, took in won.items() if took]
     assert len(won) == len(owners) and len(winners) == 1, won
     assert [owner for _, owner, _ in _leases(any_engine)] == winners
+
+
+@pytest.mark.parametrize(("holder_skew", "taker_skew"), [(0.0, 60.0), (-60.0, 0.0)],
+                         ids=["taker-ahead", "holder-behind"])
+def test_hosts_whose_clocks_differ_respect_each_others_leases(any_engine, monkeypatch, holder_skew, taker_skew):
+    """A host whose clock is a minute ahead must not see a live lease as expired, and a
+    lease written by a host whose clock is a minute behind must not look expired to the
+    others: expiry is judged by one clock, the database's."""
+    def on_host(skew: float) -> None:
+        clock = types.SimpleNamespace(time=lambda: time.time() + skew, sleep=time.sleep)
+        monkeypatch.setattr(leases, "time", clock)
+
+    on_host(holder_skew)
+    assert acquire_lease(any_engine, "skewed", "holder:1/run", 30)
+    on_host(taker_skew)
+    assert not acquire_lease(any_engine, "skewed", "taker:2/run", 30)
+    on_host(holder_skew)
+    assert renew_lease(any_engine, "skewed", "holder:1/run", 30)
+    on_host(taker_skew)
+    assert not acquire_lease(any_engine, "skewed", "taker:2/run", 30)
+    assert [owner for _, owner, _ in _leases(any_engine)] == ["holder:1/run"]

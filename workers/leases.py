@@ -5,6 +5,9 @@ of its time while the run lasts, so a short lease suffices for a long run and a 
 holder blocks the next run for at most `seconds`. A release that fails (the database
 is down for a moment) is retried in the background until it succeeds or the lease
 expires by itself.
+
+Expiry is written and judged by the database's clock, not the host's: consumers on hosts
+whose clocks differ by more than a lease still agree on whether a lease has expired.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
 from db.sql import insert_or_ignore
@@ -26,11 +29,19 @@ from db.tables import job_leases
 log = logging.getLogger("proxyos.leases")
 
 
+def _db_now(conn: Connection) -> sa.ColumnElement[float]:
+    """Now, in seconds since the epoch, by the database server's clock (on SQLite, every
+    consumer is on the database's host)."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(sa.func.extract("epoch", sa.func.statement_timestamp()), sa.Float)
+    return (sa.func.julianday("now") - 2440587.5) * 86400.0
+
+
 def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
     """Take the lease on `name` unless a live one is held. A lease that expired (its holder
     crashed) is taken over."""
-    now = time.time()
     with write_transaction(engine) as conn:
+        now = _db_now(conn)
         taken = conn.execute(
             job_leases.update()
             .where(job_leases.c.job == name, job_leases.c.expires_at < now)
@@ -52,7 +63,7 @@ def renew_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
         return conn.execute(
             job_leases.update()
             .where(job_leases.c.job == name, job_leases.c.owner == owner)
-            .values(expires_at=time.time() + seconds)
+            .values(expires_at=_db_now(conn) + seconds)
         ).rowcount == 1
 
 

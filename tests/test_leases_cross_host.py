@@ -102,8 +102,8 @@ def test_a_live_lease_of_another_host_is_neither_acquired_nor_released(any_engin
 
 
 def test_run_once_waits_for_another_hosts_lease_then_takes_it_over(any_engine, any_url, worker_env, other_owner):
-    """The user's view: `run-once` is skipped while the other host's lease lives; once it
-    has expired (its holder stopped renewing) the job runs."""
+    """The user's view: `run-once` is skipped while the other host's lease lives, saying
+    who holds it; once it has expired (its holder stopped renewing) the job runs."""
     env = dict(worker_env, PROXYOS_DATABASE_URL=any_url)
     _hold(any_engine, "aggregate", other_owner, time.time() + 3600)
 
@@ -111,6 +111,7 @@ def test_run_once_waits_for_another_hosts_lease_then_takes_it_over(any_engine, a
     assert blocked.returncode == 0, blocked.stdout + blocked.stderr
     result = json.loads(blocked.stdout)
     assert result["status"] == "skipped", result
+    assert other_owner in result["error"] and "expires" in result["error"], result["error"]
 
     with write_transaction(any_engine) as conn:  # its holder's last renewal was 40 s ago
         conn.execute(job_leases.update().values(expires_at=time.time() - 10))
@@ -172,6 +173,19 @@ def test_a_holder_on_another_host_that_keeps_renewing_is_never_taken_over(any_en
     wait_until(lambda: ticks.next() == "ok", timeout=20, what="a tick to run after the holder stopped renewing",
                interval=0.1)
     assert len(ran) == 1 and ran[0] - stopped < lease + 5
+    ctx.close()
+
+
+def test_a_run_blocked_by_another_host_says_which_host_and_until_when(any_engine, any_url, tmp_path, other_owner):
+    """What `task_runs` (and `proxyos-worker status`) shows for a skipped tick."""
+    ctx = _context(any_url, tmp_path)
+    _hold(any_engine, "blocked", other_owner, time.time() + 25)
+    result = run_job(ctx, Job("blocked", "", run=lambda c, o: None))
+    [(status, error)] = _runs(any_engine, "blocked")
+    assert (status, error) == ("skipped", result.error)
+    assert error.startswith("another run of this job is in progress"), error
+    assert f"lease held by {other_owner}" in error, error
+    assert "it expires in 2" in error and "unless its holder renews it" in error, error  # in 25 s, or 24
     ctx.close()
 
 

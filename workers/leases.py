@@ -57,6 +57,15 @@ def acquire_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool
         return inserted is not None
 
 
+def lease_holder(engine: Engine, name: str) -> tuple[str, float] | None:
+    """Who holds the lease on `name`, and in how many seconds it expires unless renewed."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(job_leases.c.owner, job_leases.c.expires_at - _db_now(conn)).where(job_leases.c.job == name)
+        ).first()
+    return (row[0], float(row[1])) if row else None
+
+
 def renew_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
     """Extend a lease we hold; False if it is no longer ours."""
     with write_transaction(engine) as conn:

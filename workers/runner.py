@@ -22,7 +22,7 @@ from db.sql import new_id
 from tasks.outcome import Skipped
 from tasks.redaction import redact
 
-from .leases import acquire_lease, keep_lease, release_dead_leases
+from .leases import acquire_lease, keep_lease, lease_holder, release_dead_leases
 from .registry import Job, JobContext
 
 log = logging.getLogger("proxyos.runner")
@@ -79,6 +79,17 @@ def _take_lease(engine: sa.Engine, job: Job, owner: str) -> bool:
     return False
 
 
+def _busy(engine: sa.Engine, job: Job) -> str:
+    """Why a run is skipped: which run (`host:pid/run_id`) holds the lease, and when that
+    lease expires if its holder stops renewing it (a holder killed on another host)."""
+    holder = lease_holder(engine, job.name)
+    if holder is None:  # released since
+        return "another run of this job is in progress"
+    owner, left = holder
+    return f"another run of this job is in progress (lease held by {owner}; it expires in {max(left, 0):.0f} s " \
+        "unless its holder renews it)"
+
+
 def run_job(
     ctx: JobContext, job: Job, options: Mapping[str, Any] | None = None, task_id: str | None = None
 ) -> RunResult:
@@ -88,13 +99,13 @@ def run_job(
     started = time.time()
     try:
         leased = not job.exclusive or _take_lease(engine, job, lease_owner(run_id))
+        busy = None if leased else _busy(engine, job)
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
         return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
     if not leased:
-        result = RunResult(run_id, job.name, "skipped", 0, {}, "another run of this job is in progress")
-        return _record_finished(ctx, result, task_id, started)
+        return _record_finished(ctx, RunResult(run_id, job.name, "skipped", 0, {}, busy), task_id, started)
 
     with ExitStack() as held:
         if job.exclusive:

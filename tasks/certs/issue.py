@@ -169,7 +169,7 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
             engine, cert_id, session.account_id, settings.secret, settings.cert_dir, clock
         )
         saved = orders.load()
-        if not renewal and saved is None:  # a saved order was counted when it was placed
+        if not renewal and saved is None:  # a saved order was checked when it was placed
             _check_rate_limit(engine, settings, names[0], now)
         if renewal:
             _set(engine, cert_id, status="renewing", updated_at=int(now))

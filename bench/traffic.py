@@ -32,6 +32,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -238,6 +239,27 @@ def wal_mb(db: Path) -> float:
     return wal.stat().st_size / 1e6 if wal.exists() else 0.0
 
 
+class WalPeak:
+    """The largest the WAL file gets while the block runs (sampled every 20 ms)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db, self.peak_mb = db, 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, wal_mb(self.db))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def nth_oldest(db: Path, n: int) -> int:
     conn = sqlite3.connect(db)
     try:
@@ -351,7 +373,7 @@ def main() -> None:
     only_access_log = rules(Retention(health_keep=10**9, health_days=0, task_runs_days=0,
                                       metrics_days={}))
     wal_before = wal_mb(db)
-    with Writer(db) as writer:
+    with Writer(db) as writer, WalPeak(db) as wal_peak:
         started = time.perf_counter()
         summary = prune(engine, only_access_log, now=now, pacing=Pacing())
         took = time.perf_counter() - started
@@ -361,10 +383,13 @@ def main() -> None:
                    prune_writer_max_wait_ms=wait["max_wait_ms"],
                    prune_writer_p99_wait_ms=wait["p99_wait_ms"],
                    prune_writer_max_write_ms=wait["max_write_ms"],
-                   prune_longest_batch_ms=summary["longest_batch_ms"])
+                   prune_longest_batch_ms=summary["longest_batch_ms"],
+                   prune_wal_restarts=summary.get("wal_restarts"), prune_wal_max_mb=round(wal_peak.peak_mb, 1))
     print(f"prune: {expected:,} rows in {took:.1f} s = {expected / took:,.0f} rows/s "
           f"({summary['batches']} batches, longest {summary['longest_batch_ms']} ms; WAL {wal_before:.0f} MB "
-          f"before, then checkpoint {summary.get('wal_checkpoint')}, {wal_mb(db):.0f} MB after); "
+          f"before, at most {wal_peak.peak_mb:.0f} MB during it ({summary.get('wal_restarts')} restarts, longest "
+          f"{summary.get('longest_wal_restart_ms')} ms), final truncation {summary.get('wal_checkpoint')}, "
+          f"{wal_mb(db):.0f} MB after); "
           f"writer: {wait['writes']} commits, longest wait "
           f"{wait['max_wait_ms']} ms for the lock, p99 {wait['p99_wait_ms']} ms, {wait['waits_over_50ms']} "
           f"over 50 ms; longest whole write {wait['max_write_ms']} ms (goals: >= 100,000 rows/s, < 50 ms)")

@@ -52,7 +52,7 @@ def load(env: Mapping[str, str]) -> TrafficSettings:
         retention=retention,
         pacing=Pacing(
             batch=batch,
-            pause_ms=env_float(env, "PROXYOS_PRUNE_PAUSE_MS", 20.0),
+            pause_ms=env_float(env, "PROXYOS_PRUNE_PAUSE_MS", 15.0),
             checkpoint_rows=env_int(env, "PROXYOS_PRUNE_CHECKPOINT_ROWS", 10_000),
         ),
     )

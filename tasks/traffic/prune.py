@@ -1,11 +1,17 @@
 """Deleting by the retention rules without blocking anyone.
 
-Each write transaction deletes at most `batch` rows (5,000 by default and at most): the
-batch starts at 1,000, doubles while batches take under half of `target_ms` and shrinks
-when one took longer, so the write lock is held for milliseconds; between batches the job
-pauses `pause_ms`, long enough for a writer waiting in SQLite's busy handler (which
-retries after 1, 2, 5, 10, 15, 20, 25 ms ...) to get its turn. After a large prune on SQLite the WAL is
-checkpointed (TRUNCATE), so the WAL file does not stay large.
+Each write transaction deletes at most `batch` rows (5,000 by default and at most). The
+batch size follows the measured delete rate so that a transaction holds the write lock
+for about `target_ms`; between batches the job pauses `pause_ms`.
+
+Why 25 ms and 15 ms: a writer that finds the database locked waits in SQLite's busy
+handler, which retries after sleeping 1, 2, 5, 10, 15, 20, 25 ... ms (retries at 1, 3, 8,
+18, 33, 53 ms). If no transaction holds the lock longer than about 30 ms, a waiting
+writer's retry at 33 ms at the latest finds it free, provided the lock stays free long
+enough for that retry to land: the widest gap between its retries up to then is 15 ms.
+
+On SQLite the WAL is checkpointed during each pause, restarted whenever it holds more
+than a limit, and truncated after a large prune (see `wal`), so it does not stay large.
 """
 
 from __future__ import annotations
@@ -21,38 +27,41 @@ from sqlalchemy.engine import Connection, Engine
 from db.engine import is_sqlite
 
 from .retention import Rule
+from .wal import WAL_LIMIT_MB, WalKeeper, truncate_wal
 
 log = logging.getLogger("proxyos.traffic.prune")
 
 MAX_BATCH = 5000
+FIRST_BATCH = 1000  # rows of the first batch, which measures the delete rate
 
 
 @dataclass(frozen=True)
 class Pacing:
     batch: int = MAX_BATCH
-    pause_ms: float = 20.0
+    pause_ms: float = 15.0
     target_ms: float = 25.0
-    checkpoint_rows: int = 10_000  # checkpoint the WAL after deleting at least this many
+    checkpoint_rows: int = 10_000  # truncate the WAL after deleting at least this many
+    wal_limit_mb: float = WAL_LIMIT_MB  # restart the WAL once it holds more, mid-prune
     cache_mb: int = 64  # SQLite page cache of the pruning connection, while it prunes
 
 
 class Deleter:
-    """Runs batched DELETEs on one connection, adapting the batch size to the time each
-    takes. On SQLite the WAL is checkpointed (PASSIVE: it never holds the write lock)
-    during the pause after each batch, instead of automatically inside some later commit:
-    that keeps the WAL short, and the checkpoint work out of the dashboard's commits."""
+    """Runs batched DELETEs on one connection, sizing each batch from the delete rate
+    measured so far (a smoothed rows/ms), so that it takes about `target_ms`."""
 
     def __init__(self, engine: Engine, pacing: Pacing, sleep: Callable[[float], None]) -> None:
         self.engine = engine
         self.pacing = pacing
         self.sleep = sleep
         self.limit = max(1, min(pacing.batch, MAX_BATCH))
-        self.batch = min(self.limit, 1000)  # grows while batches stay short
+        self.batch = min(self.limit, FIRST_BATCH)
+        self.rate: float | None = None  # rows per ms, smoothed
         self.sqlite = is_sqlite(engine)
         self.key = "rowid" if self.sqlite else "id"
         self.batches = 0
         self.longest_batch_ms = 0.0
         self.conn: Connection | None = None
+        self.wal = WalKeeper(engine, pacing.wal_limit_mb) if self.sqlite else None
 
     def __enter__(self) -> Deleter:
         self.conn = self.engine.connect()
@@ -64,11 +73,13 @@ class Deleter:
             self.cache_size = self._raw("PRAGMA cache_size")[0][0]
             self._raw(f"PRAGMA cache_size = -{self.pacing.cache_mb * 1024}")
             self._raw("PRAGMA wal_autocheckpoint = 0")
+            self.wal.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         try:
             if self.sqlite:
+                self.wal.__exit__(*exc)
                 self._raw("PRAGMA wal_autocheckpoint = 1000")
                 self._raw(f"PRAGMA cache_size = {int(self.cache_size)}")
         finally:
@@ -85,9 +96,10 @@ class Deleter:
         """Delete every row of `table` meeting `where`, batch by batch."""
         total = 0
         while True:
+            asked = self.batch
             sql = (
                 f"DELETE FROM {table} WHERE {self.key} IN "
-                f"(SELECT {self.key} FROM {table} WHERE {where} LIMIT {self.batch})"
+                f"(SELECT {self.key} FROM {table} WHERE {where} LIMIT {asked})"
             )
             started = time.perf_counter()
             with self.conn.begin():
@@ -96,28 +108,28 @@ class Deleter:
             self.batches += 1
             self.longest_batch_ms = max(self.longest_batch_ms, took_ms)
             total += deleted
-            asked = self.batch
-            self._adapt(took_ms, deleted)
-            self._pause(deleted)
+            if deleted == asked:  # a partial batch says little about the rate
+                self._adapt(took_ms, deleted)
+            if deleted:
+                self._pause()
             if deleted < asked:
                 return total
 
-    def _pause(self, deleted: int) -> None:
+    def _pause(self) -> None:
+        """Leave the write lock free for `pause_ms`; on SQLite, tend the WAL meanwhile."""
         started = time.perf_counter()
-        if self.sqlite and deleted:
-            self._raw("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.wal is not None and self.wal.after_batch():
+            started = time.perf_counter()  # that held the lock too: a whole pause after it
         left = self.pacing.pause_ms / 1000 - (time.perf_counter() - started)
         if left > 0:
             self.sleep(left)
 
     def _adapt(self, took_ms: float, deleted: int) -> None:
-        if deleted <= 0:
-            return
-        target = self.pacing.target_ms
-        if took_ms > target:
-            self.batch = max(100, int(self.batch * target / took_ms))
-        elif took_ms < target / 2:
-            self.batch = min(self.limit, self.batch * 2)
+        rate = deleted / max(took_ms, 0.1)
+        # One slow batch (the machine busy elsewhere) moves the estimate, not all of it.
+        self.rate = rate if self.rate is None else 0.6 * self.rate + 0.4 * rate
+        wanted = int(self.rate * self.pacing.target_ms)
+        self.batch = max(100, min(self.limit, wanted, self.batch * 2))
 
 
 def _existing_tables(engine: Engine) -> set[str]:
@@ -155,20 +167,6 @@ def _apply_keep(deleter: Deleter, rule: Rule) -> int:
     return total
 
 
-def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
-    """Fold the WAL into the database and truncate it (SQLite; None elsewhere).
-    A PASSIVE pass first does the work without blocking writers."""
-    if not is_sqlite(engine):
-        return None
-    raw = engine.raw_connection()
-    try:
-        raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        row = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    finally:
-        raw.close()
-    return tuple(row)
-
-
 def prune(
     engine: Engine,
     rules: list[Rule],
@@ -199,12 +197,14 @@ def prune(
     }
     if skipped:
         summary["skipped"] = skipped
-    if total >= pacing.checkpoint_rows:
+    if deleter.wal is not None:
+        summary["wal_restarts"] = deleter.wal.restarts
+        summary["longest_wal_restart_ms"] = round(deleter.wal.longest_restart_ms, 1)
+    if total >= pacing.checkpoint_rows and is_sqlite(engine):
         started = time.perf_counter()
-        result = checkpoint(engine)
-        if result is not None:
-            took_ms = round((time.perf_counter() - started) * 1000, 1)
-            summary["wal_checkpoint"] = {"busy": result[0], "frames": result[1], "ms": took_ms}
+        busy, frames, _ = truncate_wal(engine)
+        took_ms = round((time.perf_counter() - started) * 1000, 1)
+        summary["wal_checkpoint"] = {"busy": busy, "frames": frames, "ms": took_ms}
     if total:
         log.info("traffic prune: deleted %d row(s) in %d batch(es)", total, deleter.batches)
     return summary

@@ -4,6 +4,7 @@ and a concurrent writer during a prune of a million rows."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -147,8 +148,6 @@ def test_metrics_and_task_runs_follow_their_own_ages(any_engine):
 def bulk_old_rows(engine, count: int, seq_from: int = 1) -> None:
     """`count` counted access_log rows about ten days old, in time order (as ingest writes
     them), written straight into the file."""
-    import sqlite3
-
     conn = sqlite3.connect(sqlite_path(engine), isolation_level=None)
     conn.execute("BEGIN")
     conn.executemany(
@@ -196,7 +195,7 @@ def test_a_concurrent_writer_keeps_writing_during_a_prune_of_a_million_rows(engi
     record_property("writer_max_wait_ms", result["max_wait_ms"])
     record_property("prune_longest_batch_ms", summary["longest_batch_ms"])
     print(f"\nprune of 1,000,000 rows: {summary['batches']} batches, longest "
-          f"{summary['longest_batch_ms']} ms; writer: {result}")
+          f"{summary['longest_batch_ms']} ms, {summary['wal_restarts']} WAL restart(s); writer: {result}")
     assert summary["deleted"] == 1_000_000
     assert count_rows(engine, access_log) == 0
     assert result["errors"] == 0 and result["writes"] > 0

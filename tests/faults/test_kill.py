@@ -192,6 +192,8 @@ def _converge(cluster: Cluster) -> None:
             certs = conn.execute(sa.text(
                 "SELECT id, status, lease_expires_at FROM certificates")).all()
         pending = [c for c in certs if c.status != "active"]
+        if len(certs) < len(cluster.domains):  # a killed `certs` run synced only some routes
+            cluster.enqueue("certs")
         now = time.time()
         for cert in pending:  # `issue` ignores a failure's back-off; a live lease makes it a no-op
             if not cert.lease_expires_at or cert.lease_expires_at < now:
@@ -262,7 +264,7 @@ def test_kills_at_random_moments(backend_env, tmp_path, fault_bind, fault_pebble
         f"most kills came after the run had ended: the test hardly tested anything {mid_run}"
     assert set(statuses.values()) == {"active"} and sorted(statuses) == sorted(cluster.domains)
     assert per_domain == {domain: 1 for domain in cluster.domains}, "a certificate was recorded issued twice"
-    assert pebble["issued"] >= len(cluster.domains)
+    assert pebble["issued"] == len(cluster.domains), "the CA issued a certificate more than once"
     assert cert_leases == 0, "a certificate lease is still held"
     assert job_leases == [], f"job leases still held after a graceful stop: {job_leases}"
     assert figures["rows"] == figures["lines"] == figures["aggregated"]

@@ -48,6 +48,7 @@ class Tally:
     inserted: int = 0
     malformed: int = 0
     unmatched: int = 0
+    already_stored: int = 0
     batches: int = 0
     files: list[str] = field(default_factory=list)
     unmatched_hosts: dict[str, int] = field(default_factory=dict)
@@ -63,6 +64,8 @@ class Tally:
             "batches": self.batches,
             "files": self.files,
         }
+        if self.already_stored:
+            out["already_stored"] = self.already_stored
         if self.unmatched_hosts:
             hosts = sorted(self.unmatched_hosts.items())[:MAX_UNMATCHED_SAMPLES]
             out["unmatched_hosts"] = dict(hosts)
@@ -77,6 +80,7 @@ class _Batch:
     lines: int = 0
     malformed: int = 0
     unmatched: int = 0
+    already_stored: int = 0
 
 
 def _load_position(conn: Connection, source: str) -> Position:
@@ -110,10 +114,12 @@ class Ingester:
         batch_lines: int,
         clock: Callable[[], float],
         on_batch: BatchHook | None,
+        proxyos_rows_until: int = 0,
     ) -> None:
         self.engine = engine
         self.source = source
         self.hosts = hosts
+        self.proxyos_rows_until = proxyos_rows_until
         self.batch_lines = batch_lines
         self.clock = clock
         self.on_batch = on_batch
@@ -167,6 +173,9 @@ class Ingester:
                 text = line[:SAMPLE_CHARS].decode("utf-8", "replace")
                 self.tally.malformed_sample = f"{exc} at byte {offset - len(line) - 1}: {text!r}"
             return
+        if req.recorded_at <= self.proxyos_rows_until:
+            batch.already_stored += 1  # ProxyOS stored this request itself, before the workers
+            return
         route = self.hosts.route_for(req.host)
         if route is None:
             batch.unmatched += 1
@@ -187,6 +196,7 @@ class Ingester:
         self.tally.lines += batch.lines
         self.tally.malformed += batch.malformed
         self.tally.unmatched += batch.unmatched
+        self.tally.already_stored += batch.already_stored
         return new
 
     def run(self, committed: Position, todo: Plan) -> Tally:
@@ -217,6 +227,7 @@ def ingest(
         conn.execute(insert_or_ignore(conn, positions).values(source=str(source)))
         state.ensure(conn, state.INGEST_SEQ)
         state.ensure(conn, state.AGGREGATED_SEQ)
+        proxyos_rows_until = state.ensure_proxyos_rows_until(conn)
     with engine.connect() as conn:
         committed = _load_position(conn, str(source))
         hosts = load_host_map(conn)
@@ -225,13 +236,19 @@ def ingest(
         raise Skipped(f"no access log at {source} (set PROXYOS_ACCESS_LOG)")
     if todo.lost:
         log.warning("traffic ingest: lines may be missing: %s", todo.lost)
-    ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch)
+    ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until)
     ingester.tally.lost = todo.lost
     tally = ingester.run(committed, todo)
     if tally.malformed:
         log.warning(
             "traffic ingest: skipped %d malformed line(s); first: %s",
             tally.malformed, tally.malformed_sample,
+        )
+    if tally.already_stored:
+        log.info(
+            "traffic ingest: skipped %d line(s) from before %s, which ProxyOS had stored itself",
+            tally.already_stored,
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(proxyos_rows_until + 1)),
         )
     if tally.unmatched:
         log.info(

@@ -8,10 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from db.sql import insert_or_ignore
-from db.tables_traffic import traffic_state
+from db.tables_traffic import access_log, traffic_state
 
 INGEST_SEQ = "ingest_seq"  # the highest access_log.seq handed out (and committed)
 AGGREGATED_SEQ = "aggregated_seq"  # every row with seq <= this is in traffic_metrics
+# The newest recorded_at of the rows ProxyOS stored itself (no seq) when the workers first
+# ingested: log lines up to then are in access_log already. 0: there were none.
+PROXYOS_ROWS_UNTIL = "proxyos_rows_until"
 
 
 class ConcurrentChange(RuntimeError):
@@ -20,6 +23,20 @@ class ConcurrentChange(RuntimeError):
 
 def ensure(conn: Connection, name: str) -> None:
     conn.execute(insert_or_ignore(conn, traffic_state).values(name=name, value=0))
+
+
+def ensure_proxyos_rows_until(conn: Connection) -> int:
+    """Measure `PROXYOS_ROWS_UNTIL` once (the first ingest ever), then keep it."""
+    found = conn.execute(
+        sa.select(traffic_state.c.value).where(traffic_state.c.name == PROXYOS_ROWS_UNTIL)
+    ).scalar()
+    if found is not None:
+        return int(found)
+    newest = conn.execute(
+        sa.select(sa.func.max(access_log.c.recorded_at)).where(access_log.c.seq.is_(None))
+    ).scalar()
+    conn.execute(insert_or_ignore(conn, traffic_state).values(name=PROXYOS_ROWS_UNTIL, value=int(newest or 0)))
+    return read(conn, PROXYOS_ROWS_UNTIL)
 
 
 def read(conn: Connection, name: str) -> int:

@@ -105,7 +105,7 @@ def test_rows_proxyos_wrote_itself_are_not_counted_again(any_engine, log_path):
     add_route(any_engine, "r0", "a.example.com")
     with write_transaction(any_engine) as conn:  # a row from before the workers: no seq
         conn.execute(access_log.insert().values(id="legacy", route_id="r0", status_code=200,
-                                                latency_ms=5, bytes_out=1, recorded_at=NOW))
+                                                latency_ms=5, bytes_out=1, recorded_at=NOW - 1))
     append(log_path, caddy_line("a.example.com", NOW))
     ingest(any_engine, log_path)
     aggregate(any_engine)

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from traffic_helpers import NOW, add_route, append, caddy_line, count_rows
 
+from db.engine import write_transaction
 from db.tables_traffic import access_log
 from tasks.outcome import Skipped
 from tasks.traffic.caddy import MalformedLine, normalize_host, parse_line
@@ -224,3 +225,52 @@ def test_a_crash_between_batches_loses_and_duplicates_nothing(engine, sqlite_url
     with engine.connect() as conn:
         seqs = sorted(conn.execute(sa.select(access_log.c.seq)).scalars())
     assert seqs == list(range(1, 51))
+
+
+def proxyos_stored(engine, ts: int, count: int = 3) -> None:
+    """Rows ProxyOS wrote itself before the workers took over: no seq, the newest at ts."""
+    with write_transaction(engine) as conn:
+        conn.execute(access_log.insert(), [
+            {"id": f"proxyos{ts}-{i}", "route_id": "r1", "recorded_at": ts - i} for i in range(count)
+        ])
+
+
+def ingested(engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(sa.select(access_log.c.path).where(access_log.c.seq.is_not(None))).scalars())
+
+
+def test_on_a_database_proxyos_filled_the_lines_it_stored_are_not_stored_again(any_engine, log_path):
+    add_route(any_engine, "r1", "app.example.com")
+    proxyos_stored(any_engine, NOW + 9)  # ProxyOS stored requests up to NOW + 9
+    append(log_path, numbered("app.example.com", 0, 20))  # requests at NOW .. NOW + 19
+    summary = ingest(any_engine, log_path)
+    assert summary["already_stored"] == 10 and summary["inserted"] == 10
+    assert ingested(any_engine) == expected(10, 10)
+    # the boundary is measured once: rows ProxyOS writes later do not move it
+    proxyos_stored(any_engine, NOW + 100, count=1)
+    append(log_path, numbered("app.example.com", 20, 5))
+    assert ingest(any_engine, log_path)["inserted"] == 5
+    assert ingested(any_engine) == expected(10, 15)
+
+
+def test_a_first_ingest_stopped_midway_still_skips_what_proxyos_stored(engine, log_path):
+    add_route(engine, "r1", "app.example.com")
+    proxyos_stored(engine, NOW + 29)
+    append(log_path, numbered("app.example.com", 0, 40))
+
+    def stop_after_first(event, number):
+        if event == "committed" and number == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        ingest(engine, log_path, batch_lines=8, on_batch=stop_after_first)
+    ingest(engine, log_path, batch_lines=8)
+    assert ingested(engine) == expected(30, 10)
+
+
+def test_without_rows_from_proxyos_every_line_is_stored(engine, log_path):
+    add_route(engine, "r1", "app.example.com")
+    append(log_path, numbered("app.example.com", 0, 10))
+    summary = ingest(engine, log_path)
+    assert "already_stored" not in summary
+    assert uris(engine) == expected(0, 10)

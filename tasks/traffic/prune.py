@@ -10,8 +10,9 @@ handler, which retries after sleeping 1, 2, 5, 10, 15, 20, 25 ... ms (retries at
 writer's retry at 33 ms at the latest finds it free, provided the lock stays free long
 enough for that retry to land: the widest gap between its retries up to then is 15 ms.
 
-On SQLite the WAL is checkpointed during each pause, restarted whenever it holds more
-than a limit, and truncated after a large prune (see `wal`), so it does not stay large.
+On SQLite the WAL is checkpointed during each pause, made to start again from its
+beginning once it holds more than a limit, and truncated after a large prune (see
+`wal`), so it does not stay large.
 """
 
 from __future__ import annotations
@@ -117,12 +118,14 @@ class Deleter:
 
     def _pause(self) -> None:
         """Leave the write lock free for `pause_ms`; on SQLite, tend the WAL meanwhile."""
+        pause = self.pacing.pause_ms / 1000
         started = time.perf_counter()
-        if self.wal is not None and self.wal.after_batch():
-            started = time.perf_counter()  # that held the lock too: a whole pause after it
-        left = self.pacing.pause_ms / 1000 - (time.perf_counter() - started)
+        frames = self.wal.copy() if self.wal is not None else 0
+        left = pause - (time.perf_counter() - started)
         if left > 0:
             self.sleep(left)
+        if self.wal is not None and self.wal.prepare_reuse(frames):
+            self.sleep(pause)  # that held the write lock: a whole pause after it
 
     def _adapt(self, took_ms: float, deleted: int) -> None:
         rate = deleted / max(took_ms, 0.1)

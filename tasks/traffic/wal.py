@@ -5,14 +5,15 @@ batch a PASSIVE checkpoint copies them back into the database: it does not take 
 write lock, and doing it here keeps that work (and its fsyncs) out of the dashboard's
 commits, where SQLite's auto-checkpoint would otherwise run it.
 
-A fully copied WAL is normally reused from its start by the next write transaction, but
-only if that transaction began after the copy was complete. A dashboard writing while
-the copy runs (which is when a writer that waited for a batch gets the lock) defeats
-that, and the file grows by the size of every batch. So once the WAL holds more than a
-limit, a RESTART checkpoint makes the next writer start from its beginning. That takes
-the write lock for a moment (about 15 ms here, as most pages are copied already), after
-which the prune pauses again. Truncating the file instead would
-hold the lock for a time that grows with its size; that is done once, at the end.
+A fully copied WAL is reused from its start by the next write transaction, but only if
+nothing was added since it was copied. A dashboard that waited for a batch commits
+during the pause, while the copy runs, and then the next batch appends instead: the file
+grows by every batch, to hundreds of MB in a million-row prune. So once the WAL holds
+more than a limit, the prune copies it back a second time just before its next batch,
+which then starts the WAL again (no lock needed). Should that race be lost again and
+again, past twice the limit a RESTART checkpoint makes sure; that holds the write lock
+for about 15 ms, and the prune pauses again after it. The file is truncated once, at
+the end: truncating takes the lock for a time that grows with the file's size.
 
 RESTART and TRUNCATE wait for readers while holding the write lock, through the busy
 handler; they run here with none (busy_timeout 0), so a long read elsewhere makes them
@@ -27,13 +28,14 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
-WAL_LIMIT_MB = 32  # restart the WAL once it holds more than this, during a prune
+WAL_LIMIT_MB = 16  # start the WAL again once it holds more than this, during a prune
 RESTART_ATTEMPTS = 15  # about 1 ms apart: within one pause
 
 
 class WalKeeper:
-    """Checkpoints the WAL of `engine`'s SQLite file after each batch, and restarts it
-    once it holds more than `limit_mb`, on a connection of its own. A context manager."""
+    """Copies the WAL of `engine`'s SQLite file back after each batch and, once it holds
+    more than `limit_mb`, gets it started again; on a connection of its own. A context
+    manager."""
 
     def __init__(self, engine: Engine, limit_mb: float = WAL_LIMIT_MB) -> None:
         self.engine = engine
@@ -51,15 +53,6 @@ class WalKeeper:
     def __exit__(self, *exc) -> None:
         self._connection.__exit__(*exc)
 
-    def after_batch(self) -> bool:
-        """Copy the WAL back; restart it if it holds more than the limit. True if it
-        tried to restart it, which may have held the write lock."""
-        frames = self.copy()
-        if frames * self.page_size <= self.limit_bytes:
-            return False  # (or another connection is checkpointing: -1)
-        self.restart()
-        return True
-
     def copy(self) -> int:
         """A PASSIVE checkpoint; returns the frames in the WAL if it copied them all, else
         -1 (another connection was checkpointing, or a reader still needs some of them):
@@ -68,6 +61,18 @@ class WalKeeper:
         _, frames, copied = self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoint_ms += (time.perf_counter() - started) * 1000
         return frames if copied == frames else -1
+
+    def prepare_reuse(self, frames: int) -> bool:
+        """Called just before the next batch with what `copy` found: past the limit, make
+        that batch start the WAL again. True if that took the write lock (RESTART)."""
+        size = frames * self.page_size
+        if size <= self.limit_bytes:
+            return False
+        if size <= 2 * self.limit_bytes:
+            self.copy()  # what a writer added during the pause: then the batch reuses the WAL
+            return False
+        self.restart()
+        return True
 
     def restart(self) -> bool:
         """A RESTART checkpoint: copies what a writer added since `copy` (holding the

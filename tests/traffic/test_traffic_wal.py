@@ -1,6 +1,6 @@
-"""The WAL during a prune: copied back after each batch, restarted past its limit even
-when a dashboard's commit lands during the copy, truncated at the end, and never made to
-wait for readers while holding the write lock."""
+"""The WAL during a prune: copied back after each batch, reused from its start past its
+limit even when a dashboard's commit lands during the copy, truncated at the end, and
+never made to wait for readers while holding the write lock."""
 
 from __future__ import annotations
 
@@ -40,10 +40,11 @@ def write_batch(conn: sqlite3.Connection, tag: str, rows: int = 400) -> None:
     conn.execute("COMMIT")
 
 
-def batches_with_a_commit_during_each_copy(engine, keeper: WalKeeper, restart: bool) -> list[int]:
+def batches_with_a_commit_during_each_copy(engine, keeper: WalKeeper, tend) -> list[int]:
     """Five batches; after each, the keeper copies the WAL back while a dashboard's
     transaction, begun before the copy finished, commits after it (the race that keeps
-    SQLite from reusing the WAL on its own). Returns the WAL file's size after each."""
+    SQLite from reusing the WAL on its own); then `tend(keeper, frames)` runs, where the
+    prune calls `prepare_reuse`. Returns the WAL file's size after each batch."""
     wal = Path(f"{sqlite_path(engine)}-wal")
     pruner, dashboard = connect(engine), connect(engine)
     seen = []
@@ -55,8 +56,7 @@ def batches_with_a_commit_during_each_copy(engine, keeper: WalKeeper, restart: b
                               "VALUES (?, 'dash', 'y', 0)", (f"dash{n}",))
             frames = keeper.copy()
             dashboard.execute("COMMIT")
-            if restart and frames * keeper.page_size > keeper.limit_bytes:
-                keeper.restart()
+            tend(keeper, frames)
             seen.append(wal.stat().st_size)
     finally:
         pruner.close()
@@ -64,17 +64,28 @@ def batches_with_a_commit_during_each_copy(engine, keeper: WalKeeper, restart: b
     return seen
 
 
-def test_past_its_limit_the_wal_is_restarted_though_a_commit_landed_during_the_copy(db):
-    with WalKeeper(db, limit_mb=0.5) as keeper:
-        sizes = batches_with_a_commit_during_each_copy(db, keeper, restart=True)
-    assert keeper.restarts >= 3
-    assert max(sizes) < 2.5 * sizes[0]  # the batches reuse the WAL from its start
+def prepare_reuse(keeper: WalKeeper, frames: int) -> None:
+    keeper.prepare_reuse(frames)
 
 
-def test_without_a_restart_that_race_makes_the_wal_grow_with_every_batch(db):
+def do_nothing(keeper: WalKeeper, frames: int) -> None:
+    pass
+
+
+@pytest.mark.parametrize("limit_mb, restarts", [(0.4, 0), (0.2, 5)], ids=["copied-again", "restart"])
+def test_past_its_limit_the_wal_is_reused_though_a_commit_landed_during_the_copy(db, limit_mb, restarts):
+    """A batch writes about 0.6 MB of WAL: past a 0.4 MB limit (but within twice it)
+    the WAL is copied back again, lock-free; past twice a 0.2 MB limit, RESTART."""
+    with WalKeeper(db, limit_mb=limit_mb) as keeper:
+        sizes = batches_with_a_commit_during_each_copy(db, keeper, prepare_reuse)
+    assert keeper.restarts == restarts
+    assert max(sizes) < 1.5 * sizes[0]  # the batches reuse the WAL from its start
+
+
+def test_without_that_the_race_makes_the_wal_grow_with_every_batch(db):
     """The control for the test above."""
-    with WalKeeper(db, limit_mb=0.5) as keeper:
-        sizes = batches_with_a_commit_during_each_copy(db, keeper, restart=False)
+    with WalKeeper(db, limit_mb=0.2) as keeper:
+        sizes = batches_with_a_commit_during_each_copy(db, keeper, do_nothing)
     assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]
 
 
@@ -82,7 +93,7 @@ def test_the_keeper_restores_the_busy_timeout_of_the_pooled_connection(db):
     with db.connect() as conn:
         before = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
     with WalKeeper(db) as keeper:
-        keeper.after_batch()
+        keeper.prepare_reuse(keeper.copy())
     truncate_wal(db)
     with db.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == before > 0

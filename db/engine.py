@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 def is_sqlite(engine_or_url: Engine | str | sa.URL) -> bool:
@@ -45,7 +46,8 @@ def create_engine(
 ) -> Engine:
     """An engine with ProxyOS's connection settings.
 
-    SQLite: WAL, synchronous=NORMAL, foreign_keys=ON, busy_timeout; transactions are
+    SQLite: WAL (its file kept to 32 MB when it restarts), synchronous=NORMAL,
+    foreign_keys=ON, busy_timeout; transactions are
     begun explicitly (DEFERRED by default, IMMEDIATE through `write_transaction`), so DDL
     is transactional too. `read_only` opens the file so that no statement can write.
     Parameters are never rendered into error messages: they may carry credentials.
@@ -75,6 +77,9 @@ def create_engine(
         else:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # When one of our commits starts the WAL again, the file is cut back to this,
+            # instead of staying as large as the largest burst of writes ever made it.
+            cursor.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 

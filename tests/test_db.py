@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from db.engine import create_engine, write_transaction
+from db.engine import WAL_SIZE_LIMIT_BYTES, create_engine, write_transaction
 from db.errors import DatabaseProblem
 from db.maintenance import backup, file_problems, integrity_problems, restore
 
@@ -32,6 +32,23 @@ def test_sqlite_connections_use_wal_normal_sync_foreign_keys_and_busy_timeout(sq
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") == 1234
     engine.dispose()
+
+
+def test_the_wal_file_is_cut_back_once_it_starts_again(engine, sqlite_url):
+    """A burst of writes grows the WAL file; it does not stay that large."""
+    wal = Path(f"{sqlite_url.removeprefix('sqlite:///')}-wal")
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE burst (blob BLOB)")
+        conn.exec_driver_sql(
+            "INSERT INTO burst WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 20000) SELECT randomblob(4000) FROM n")
+    grown = wal.stat().st_size
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    with write_transaction(engine) as conn:  # starts the WAL again, from its beginning
+        conn.exec_driver_sql("DELETE FROM burst WHERE rowid = 1")
+    assert grown > 2 * WAL_SIZE_LIMIT_BYTES
+    assert wal.stat().st_size <= WAL_SIZE_LIMIT_BYTES
 
 
 def test_write_transaction_takes_the_write_lock_at_begin(engine, sqlite_url):

@@ -41,7 +41,6 @@ class WalKeeper:
         self.engine = engine
         self.limit_bytes = limit_mb * 1_000_000
         self.restarts = 0
-        self.checkpoint_ms = 0.0
         self.longest_restart_ms = 0.0
 
     def __enter__(self) -> WalKeeper:
@@ -57,9 +56,7 @@ class WalKeeper:
         """A PASSIVE checkpoint; returns the frames in the WAL if it copied them all, else
         -1 (another connection was checkpointing, or a reader still needs some of them):
         then a RESTART would copy the rest while holding the write lock."""
-        started = time.perf_counter()
         _, frames, copied = self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoint_ms += (time.perf_counter() - started) * 1000
         return frames if copied == frames else -1
 
     def prepare_reuse(self, frames: int) -> bool:

@@ -223,11 +223,16 @@ def ingest(
 ) -> dict:
     """Read every complete new line of `source` into `access_log`; returns a summary."""
     source = Path(source)
+    with engine.connect() as conn:
+        proxyos_rows_until = state.proxyos_rows_until(conn)
+        if proxyos_rows_until is None:  # the first ingest: measured once, without the write lock
+            newest = state.newest_proxyos_row(conn)
     with write_transaction(engine) as conn:
         conn.execute(insert_or_ignore(conn, positions).values(source=str(source)))
         state.ensure(conn, state.INGEST_SEQ)
         state.ensure(conn, state.AGGREGATED_SEQ)
-        proxyos_rows_until = state.ensure_proxyos_rows_until(conn)
+        if proxyos_rows_until is None:
+            proxyos_rows_until = state.record_proxyos_rows_until(conn, newest)
     with engine.connect() as conn:
         committed = _load_position(conn, str(source))
         hosts = load_host_map(conn)

@@ -25,17 +25,26 @@ def ensure(conn: Connection, name: str) -> None:
     conn.execute(insert_or_ignore(conn, traffic_state).values(name=name, value=0))
 
 
-def ensure_proxyos_rows_until(conn: Connection) -> int:
-    """Measure `PROXYOS_ROWS_UNTIL` once (the first ingest ever), then keep it."""
+def proxyos_rows_until(conn: Connection) -> int | None:
+    """`PROXYOS_ROWS_UNTIL`, or None before the first ingest measured it."""
     found = conn.execute(
         sa.select(traffic_state.c.value).where(traffic_state.c.name == PROXYOS_ROWS_UNTIL)
     ).scalar()
-    if found is not None:
-        return int(found)
+    return None if found is None else int(found)
+
+
+def newest_proxyos_row(conn: Connection) -> int:
+    """The newest `recorded_at` of the rows ProxyOS wrote itself (0 if none). It reads
+    every such row: run it once, and outside a write transaction."""
     newest = conn.execute(
         sa.select(sa.func.max(access_log.c.recorded_at)).where(access_log.c.seq.is_(None))
     ).scalar()
-    conn.execute(insert_or_ignore(conn, traffic_state).values(name=PROXYOS_ROWS_UNTIL, value=int(newest or 0)))
+    return int(newest or 0)
+
+
+def record_proxyos_rows_until(conn: Connection, value: int) -> int:
+    """Keep `value` unless a concurrent first ingest kept its own; returns what is kept."""
+    conn.execute(insert_or_ignore(conn, traffic_state).values(name=PROXYOS_ROWS_UNTIL, value=value))
     return read(conn, PROXYOS_ROWS_UNTIL)
 
 

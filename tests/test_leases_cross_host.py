@@ -102,12 +102,12 @@ def test_a_live_lease_of_another_host_is_neither_acquired_nor_released(any_engin
 
 
 def test_run_once_waits_for_another_hosts_lease_then_takes_it_over(any_engine, any_url, worker_env, other_owner):
-    """The user's view: `run-once` is skipped while the other host's lease lives, saying
-    who holds it; once it has expired (its holder stopped renewing) the job runs."""
+    """The user's view: `run-once --wait 0` is skipped while the other host's lease lives,
+    saying who holds it; once it has expired (its holder stopped renewing) the job runs."""
     env = dict(worker_env, PROXYOS_DATABASE_URL=any_url)
     _hold(any_engine, "aggregate", other_owner, time.time() + 3600)
 
-    blocked = run_cli(["run-once", "aggregate", "--json"], env)
+    blocked = run_cli(["run-once", "aggregate", "--json", "--wait", "0"], env)
     assert blocked.returncode == 0, blocked.stdout + blocked.stderr
     result = json.loads(blocked.stdout)
     assert result["status"] == "skipped", result

@@ -21,6 +21,9 @@ from .registry import Job, JobContext
 from .runner import run_job
 
 QUEUE_NAME = "proxyos"
+ON_DEMAND = "on_demand"  # a request made by someone (`enqueue`), not a periodic tick
+ATTEMPT = "attempt"  # how often an on-demand request found its job busy so far
+MAX_RETRY_DELAY_S = 30.0
 
 
 def build_huey(queue: QueueConfig) -> Huey:
@@ -32,6 +35,12 @@ def build_huey(queue: QueueConfig) -> Huey:
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     os.chmod(path, 0o600)
     return SqliteHuey(QUEUE_NAME, filename=str(path), results=False)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before an on-demand request that found its job busy tries again: 2, 4, 8 ...
+    up to 30."""
+    return min(2.0 ** (attempt + 1), MAX_RETRY_DELAY_S)
 
 
 class JobQueue:
@@ -49,17 +58,27 @@ class JobQueue:
         context = self._context
 
         def execute(options: dict, task=None) -> None:
-            run_job(context(), job, options, task_id=task.id if task else None)
+            on_demand = bool(options.get(ON_DEMAND))
+            delay = retry_delay(options.get(ATTEMPT, 0))
+            result = run_job(context(), job, options, task_id=task.id if task else None,
+                             when_busy=f"this request is retried in {delay:g} s" if on_demand else None)
+            if result.busy and on_demand:
+                # A run already in progress may have begun before what this request is
+                # for (rows that came in since): the request waits for its own run.
+                retried = {**options, ATTEMPT: options.get(ATTEMPT, 0) + 1}
+                self.enqueue(job.name, delay=delay, **retried)
 
         execute.__name__ = f"job_{job.name}"
         return self.huey.task(name=job.name, context=True)(execute)
 
     def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str:
+        """Put one run of `job` on the queue. With `on_demand=True` (someone asked for it),
+        a run that finds another one of the job in progress is retried until it runs."""
         if job not in self.tasks:
             raise KeyError(f"unknown job {job!r}")
         eta = normalize_time(None, delay, self.huey.utc) if delay else None
-        # When it was asked for: a job can tell that a duplicate request was already served.
-        options = {**options, "requested_at": round(time.time(), 3)}
+        # When it was first asked for: a job can tell that a request was already served.
+        options = {"requested_at": round(time.time(), 3), **options}
         task = self.tasks[job].task_class((options,), {}, eta=eta)
         self.huey.enqueue(task)
         return task.id

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,9 @@ from .registry import Job, JobContext
 log = logging.getLogger("proxyos.runner")
 HOST = f"{socket.gethostname()}:{os.getpid()}"
 MAX_ERROR_CHARS = 2000
+LEASE_POLL_S = 0.5  # how often a run waiting for a lease tries again
+
+WaitHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class RunResult:
     duration_ms: int
     summary: Mapping[str, Any]
     error: str | None
+    busy: bool = False  # skipped because another run of the job held its lease
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,22 +94,50 @@ def _busy(engine: sa.Engine, job: Job) -> str:
         "unless its holder renews it)"
 
 
+def _wait_for_lease(engine: sa.Engine, job: Job, owner: str, seconds: float, on_wait: WaitHook | None) -> bool:
+    """Poll for the lease until `seconds` pass: the run holding it is another process's,
+    with nothing to await but its row going away."""
+    if on_wait:
+        on_wait(_busy(engine, job))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(LEASE_POLL_S, max(deadline - time.monotonic(), 0)))
+        if _take_lease(engine, job, owner):
+            return True
+    return False
+
+
 def run_job(
-    ctx: JobContext, job: Job, options: Mapping[str, Any] | None = None, task_id: str | None = None
+    ctx: JobContext,
+    job: Job,
+    options: Mapping[str, Any] | None = None,
+    task_id: str | None = None,
+    *,
+    wait_for_lease: float = 0.0,
+    on_wait: WaitHook | None = None,
+    when_busy: str | None = None,
 ) -> RunResult:
+    """Run `job` once and record the run. An exclusive job whose lease another run holds is
+    `skipped`, unless that run ends within `wait_for_lease` seconds (`on_wait` is told
+    whom it waits for); `when_busy` is added to a skipped run's record (what becomes of
+    the request)."""
     options = dict(options or {})
     engine = ctx.engine
     run_id = new_id()
     started = time.time()
     try:
         leased = not job.exclusive or _take_lease(engine, job, lease_owner(run_id))
-        busy = None if leased else _busy(engine, job)
+        if not leased and wait_for_lease > 0:
+            leased = _wait_for_lease(engine, job, lease_owner(run_id), wait_for_lease, on_wait)
+            started = time.time()
+        busy = None if leased else _busy(engine, job) + (f"; {when_busy}" if when_busy else "")
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
         return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
     if not leased:
-        return _record_finished(ctx, RunResult(run_id, job.name, "skipped", 0, {}, busy), task_id, started)
+        skipped = RunResult(run_id, job.name, "skipped", 0, {}, busy, busy=True)
+        return _record_finished(ctx, skipped, task_id, started)
 
     with ExitStack() as held:
         if job.exclusive:

@@ -367,6 +367,6 @@ def test_a_run_takes_over_the_lease_of_a_killed_run_on_this_host(worker_env, tmp
     with engine.begin() as conn:  # a live holder (this test process) is still respected
         conn.execute(sa.text("INSERT INTO job_leases (job, owner, expires_at) VALUES ('ingest', :o, :e)"),
                      {"o": f"{socket.gethostname()}:{os.getpid()}/live-run", "e": time.time() + 3600})
-    again = run_cli(["run-once", "ingest", "--json"], env)
+    again = run_cli(["run-once", "ingest", "--json", "--wait", "0"], env)
     assert json.loads(again.stdout)["status"] == "skipped", again.stdout
     engine.dispose()

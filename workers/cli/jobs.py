@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..consumer import build_queue
 from ..registry import JobContext, discover
 from ..runner import run_job
 from ..startup import open_database
 from .common import add_command, print_json
 
+DEFAULT_WAIT_S = 300.0
 
-def _add_job_parsers(parent, jobs, with_json: bool) -> None:
+
+def _add_job_parsers(parent, jobs, foreground: bool) -> None:
     sub = parent.add_subparsers(dest="job", metavar="JOB")
     sub.required = True
     for job in jobs.values():
@@ -21,8 +25,13 @@ def _add_job_parsers(parent, jobs, with_json: bool) -> None:
         for option in job.options:
             parser.add_argument(option.flag, dest=option.dest, type=option.type,
                                 metavar=option.metavar, help=option.help)
-        if with_json:
+        if foreground:
             parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+            parser.add_argument(
+                "--wait", type=float, default=DEFAULT_WAIT_S, metavar="SECONDS",
+                help="if a run of this job is already in progress (a consumer's), wait up to this "
+                f"long for it to end, then run; else the run is skipped (default {DEFAULT_WAIT_S:g}; "
+                "0: skip at once)")
 
 
 def register(commands) -> None:
@@ -32,10 +41,11 @@ def register(commands) -> None:
         "run-once",
         help="run one job now, in the foreground",
         description="Run one job in this process, without the queue. The run is recorded in "
-        "task_runs like any other; the summary is printed; the exit code is 1 if the job failed.",
+        "task_runs like any other; the summary is printed; the exit code is 1 if the job failed. "
+        "If a run of the job is already in progress, this one waits for it to end (see --wait).",
         example="proxyos-worker run-once backup --json",
     )
-    _add_job_parsers(once, jobs, with_json=True)
+    _add_job_parsers(once, jobs, foreground=True)
     once.set_defaults(handler=handle_run_once)
 
     enqueue = add_command(
@@ -43,10 +53,12 @@ def register(commands) -> None:
         "enqueue",
         help="put one job on the queue for the consumers",
         description="Put one job on the queue and print its task id; a running consumer "
-        "executes it. See `proxyos-worker status` and task_runs for the outcome.",
+        "executes it. If a run of the job is in progress then, the request is retried "
+        "(after 2, 4, 8 ... up to 30 s) until it runs. See `proxyos-worker status` and "
+        "task_runs for the outcome.",
         example="proxyos-worker enqueue backup",
     )
-    _add_job_parsers(enqueue, jobs, with_json=False)
+    _add_job_parsers(enqueue, jobs, foreground=False)
     enqueue.set_defaults(handler=handle_enqueue)
 
 
@@ -63,7 +75,9 @@ def handle_run_once(args, settings) -> int:
     ctx = JobContext(settings)
     ctx._enqueue = lambda name, delay=None, **o: run_job(ctx, jobs[name], o).run_id
     try:
-        result = run_job(ctx, job, _options(args, job))
+        result = run_job(ctx, job, _options(args, job), wait_for_lease=args.wait,
+                         on_wait=lambda busy: print(f"{job.name}: {busy}; waiting up to {args.wait:g} s for it to end",
+                                                    file=sys.stderr, flush=True))
     finally:
         ctx.close()
     if args.json:
@@ -84,7 +98,7 @@ def handle_enqueue(args, settings) -> int:
     open_database(settings).dispose()
     queue, ctx = build_queue(settings)
     job = queue.jobs[args.job]
-    task_id = queue.enqueue(job.name, **_options(args, job))
+    task_id = queue.enqueue(job.name, on_demand=True, **_options(args, job))
     ctx.close()
     print(task_id)
     return 0

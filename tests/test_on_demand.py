@@ -1,0 +1,141 @@
+"""A run someone asks for (`run-once`, `enqueue`) while a run of the same job is in
+progress is not dropped: `run-once` waits for it, a queued request is retried until it
+runs. Periodic ticks are still skipped (the next tick comes anyway)."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+
+import sqlalchemy as sa
+
+from db.tables import task_runs
+from workers import config
+from workers.leases import acquire_lease, release_lease
+from workers.queue import JobQueue, build_huey, retry_delay
+from workers.registry import Job, JobContext
+from workers.runner import run_job
+
+from support import run_cli, wait_until
+
+OTHER_HOST = "otherhost:4242/run-1"  # a live holder on another host: not probed, only waited for
+
+
+def _context(url: str, tmp_path) -> JobContext:
+    settings = config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
+    return JobContext(settings)
+
+
+def _runs(engine, job: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]
+
+
+def test_a_run_told_to_wait_runs_once_the_run_in_progress_ends(any_engine, any_url, tmp_path):
+    ctx = _context(any_url, tmp_path)
+    started, release, told = threading.Event(), threading.Event(), []
+    ran_at = []
+
+    def slow(_ctx, options):
+        ran_at.append(time.time())
+        if not options.get("second"):
+            started.set()
+            assert release.wait(30)
+        return {}
+
+    job = Job("slow", "", run=slow)
+    first = threading.Thread(target=run_job, args=(ctx, job))
+    first.start()
+    assert started.wait(30)
+    waiting = {}
+    second = threading.Thread(target=lambda: waiting.update(result=run_job(
+        ctx, job, {"second": True}, wait_for_lease=30, on_wait=told.append)))
+    second.start()
+    wait_until(lambda: told, timeout=30, what="the second run to say whom it waits for")
+    assert len(ran_at) == 1  # it did not run alongside
+    first_ended = time.time()
+    release.set()
+    first.join()
+    second.join(timeout=60)
+    assert waiting["result"].status == "ok"
+    assert ran_at[1] >= first_ended
+    assert "in progress" in told[0] and "lease held by" in told[0]
+    assert [r["status"] for r in _runs(ctx.engine, "slow")] == ["ok", "ok"]
+    ctx.close()
+
+
+def test_a_run_that_waits_too_long_is_skipped_and_says_why(any_engine, any_url, tmp_path):
+    ctx = _context(any_url, tmp_path)
+    assert acquire_lease(ctx.engine, "held", OTHER_HOST, 60)
+    ran = []
+    began = time.monotonic()
+    result = run_job(ctx, Job("held", "", run=lambda c, o: ran.append(1)), wait_for_lease=1.0)
+    assert time.monotonic() - began >= 1.0
+    assert ran == [] and result.status == "skipped" and result.busy
+    assert OTHER_HOST in result.error
+    ctx.close()
+
+
+def _next_task(huey):
+    """The one queued task: a retry waits in the queue with an eta, which the consumer
+    honours; here it runs at once."""
+    assert huey.pending_count() == 1 and huey.scheduled_count() == 0
+    return huey.dequeue()
+
+
+def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_url, engine, tmp_path):
+    settings = config.load({"PROXYOS_DATABASE_URL": sqlite_url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
+    ctx = JobContext(settings)
+    ran = []
+    job = Job("aggregate-like", "", run=lambda c, o: ran.append(dict(o)) or {})
+    huey = build_huey(settings.queue)
+    queue = JobQueue(huey, {job.name: job}, context=lambda: ctx)
+    assert acquire_lease(engine, job.name, OTHER_HOST, 600)
+
+    queue.enqueue(job.name)  # a periodic tick: skipped, and that is all
+    huey.execute(_next_task(huey))
+    assert huey.pending_count() == 0 and huey.scheduled_count() == 0
+
+    queue.enqueue(job.name, on_demand=True, route="r1")
+    task = _next_task(huey)
+    requested_at = task.args[0]["requested_at"]
+    for attempt in range(3):  # busy each time: retried later, each time a little later
+        executed_at = time.time()
+        huey.execute(task, timestamp=task.eta)  # at its eta, as the consumer would
+        task = _next_task(huey)
+        assert ran == [] and task.args[0]["attempt"] == attempt + 1
+        wait = task.eta.replace(tzinfo=datetime.UTC).timestamp() - executed_at
+        assert retry_delay(attempt) - 1 < wait <= retry_delay(attempt) + 1
+    skipped = [r for r in _runs(engine, job.name) if r["status"] == "skipped"]
+    assert len(skipped) == 4  # the tick and three tries of the request
+    assert [f"retried in {retry_delay(n):g} s" in r["error"] for n, r in enumerate(skipped[1:])] == [True] * 3
+    assert "retried" not in skipped[0]["error"]
+    assert all(OTHER_HOST in r["error"] for r in skipped)
+
+    release_lease(engine, job.name, OTHER_HOST)
+    huey.execute(task, timestamp=task.eta)
+    assert len(ran) == 1 and ran[0]["route"] == "r1" and ran[0]["requested_at"] == requested_at
+    assert huey.pending_count() == 0 and huey.scheduled_count() == 0
+    assert _runs(engine, job.name)[-1]["status"] == "ok"
+    ctx.close()
+
+
+def test_retry_delays_grow_to_half_a_minute():
+    assert [retry_delay(n) for n in range(6)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_run_once_waits_for_a_lease_held_elsewhere_and_says_so(engine, worker_env):
+    assert acquire_lease(engine, "aggregate", OTHER_HOST, 2)  # its holder stops renewing: it lapses in 2 s
+    began = time.monotonic()
+    done = run_cli(["run-once", "aggregate", "--wait", "60"], worker_env)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - began >= 1.5
+    assert f"lease held by {OTHER_HOST}" in done.stderr and "waiting up to 60 s" in done.stderr
+    assert done.stdout.startswith("aggregate: ok")
+
+    assert acquire_lease(engine, "aggregate", OTHER_HOST, 600)
+    skipped = run_cli(["run-once", "aggregate", "--wait", "0"], worker_env)
+    assert skipped.returncode == 0 and skipped.stdout.startswith("aggregate: skipped"), skipped.stdout
+    assert f"lease held by {OTHER_HOST}" in skipped.stdout

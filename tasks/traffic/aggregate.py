@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from db.engine import write_transaction
 
 from . import aggregate_sql as sql
-from . import state
+from . import histogram, state
 from .buckets import MINUTE_MS, SIZES
 
 DEFAULT_BATCH_ROWS = 50_000
@@ -43,6 +43,9 @@ class Batch:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.upserts = [sql.upsert_bucket(self.dialect, size, SIZES[size] // MINUTE_MS) for size in SIZES]
+        if self.dialect == "sqlite":
+            raw = conn.connection.dbapi_connection
+            raw.create_function(sql.HIST_ADD, 2, histogram.add_encoded, deterministic=True)
         self.conn.execution_options(sqlite_begin="DEFERRED")
         with self.conn.begin():
             for statement in sql.CREATE_DELTA:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -63,6 +64,57 @@ def test_an_empty_or_broken_histogram_has_no_percentile():
     assert histogram.percentile({}, 0.5) is None
     assert histogram.decode("not json") == {}
     assert histogram.decode(None) == {}
+
+
+def test_stored_histograms_add_up_and_a_broken_stored_one_counts_as_empty():
+    a, b = {3: 2, 10: 5}, {10: 1, 40: 7}
+    added = histogram.add_encoded(histogram.encode(a), histogram.encode(b))
+    assert histogram.decode(added) == {3: 2, 10: 6, 40: 7}
+    new = histogram.encode(b)
+    for broken in (None, "", "{}", "not json", "[1, 2]", "17", '{"a": 1}', '{"3": 1.5}'):
+        assert histogram.add_encoded(broken, new) == new
+    assert histogram.add_encoded(histogram.encode(a), None) == histogram.encode(a)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_adding_stored_histograms_equals_adding_their_counts(seed):
+    """Bins whose names contain one another (2, 12, 22, 120) and both stored spellings:
+    the compact one (spliced as text) and PostgreSQL's spaced one (decoded)."""
+    rng = random.Random(seed)
+
+    def random_hist():  # a few bins (spliced), or many (decoded)
+        bins = [0, 1, 2, 12, 20, 22, 120, 127] if seed % 2 else range(histogram.MAX_BIN + 1)
+        return {k: rng.randint(1, 10**6) for k in rng.sample(bins, rng.randint(1, min(len(bins), 40)))}
+
+    a, b = random_hist(), random_hist()
+    expected = histogram.merged([a, b])
+    spaced = "{ " + ", ".join(f'"{k}" : {n}' for k, n in a.items()) + " }"
+    for stored in (histogram.encode(a), spaced):
+        added = histogram.add_encoded(stored, histogram.encode(b))
+        assert histogram.decode(added) == expected
+        assert json.loads(added) == {str(k): n for k, n in expected.items()}  # valid JSON, no duplicate keys
+
+
+def test_the_aggregate_replaces_a_broken_stored_histogram_and_adds_to_a_good_one(any_engine, log_path):
+    """The merge in the upsert (a function on SQLite, SQL on PostgreSQL) keeps
+    `add_encoded`'s rules: counters add up either way."""
+    add_route(any_engine, "r0", "a.example.com")
+    append(log_path, "".join(caddy_line("a.example.com", NOW - 30 - i, duration=0.005) for i in range(3)))
+    ingest(any_engine, log_path)
+    aggregate(any_engine)
+    bucket = sa.text("SELECT bucket, requests, latency_hist FROM traffic_metrics WHERE route_id = 'r0'")
+    with any_engine.begin() as conn:
+        before = {b: (n, histogram.decode(h)) for b, n, h in conn.execute(bucket)}
+        conn.execute(sa.text("UPDATE traffic_metrics SET latency_hist = 'not json' WHERE bucket = '1h'"))
+    assert {b for b in before} == {"1m", "1h", "1d"}
+    append(log_path, caddy_line("a.example.com", NOW - 30, duration=0.005))
+    ingest(any_engine, log_path)
+    aggregate(any_engine)
+    with any_engine.connect() as conn:
+        after = {b: (n, histogram.decode(h)) for b, n, h in conn.execute(bucket)}
+    five_ms = histogram.bin_of(5)
+    assert after["1m"] == (4, {five_ms: 4}) and after["1d"] == (4, {five_ms: 4})
+    assert after["1h"] == (4, {five_ms: 1})  # the broken histogram counted as empty
 
 
 def test_stored_percentiles_over_a_range_match_the_raw_rows(any_engine, log_path):

@@ -307,7 +307,8 @@ def prune_run(db: Path, engine, rows: int, number: int) -> dict:
     assert summary["deleted"] == expected, summary
     wait = writer.result
     print(f"prune run {number}: {expected:,} rows in {took:.1f} s = {expected / took:,.0f} rows/s "
-          f"({summary['batches']} batches, longest {summary['longest_batch_ms']} ms; WAL {wal_before:.0f} MB "
+          f"({summary['batches']} batches, longest {summary['longest_batch_ms']} ms, "
+          f"{summary['interrupted_batches']} interrupted and done again smaller; WAL {wal_before:.0f} MB "
           f"before, at most {wal_peak.peak_mb:.0f} MB during it ({summary.get('wal_restarts')} restarts, longest "
           f"{summary.get('longest_wal_restart_ms')} ms), final truncation {summary.get('wal_checkpoint')}, "
           f"{wal_mb(db):.0f} MB after); writer: {wait['writes']} commits, longest wait {wait['max_wait_ms']} ms "
@@ -316,6 +317,7 @@ def prune_run(db: Path, engine, rows: int, number: int) -> dict:
     return {"rows_per_s": round(expected / took), "writer_max_wait_ms": wait["max_wait_ms"],
             "writer_p99_wait_ms": wait["p99_wait_ms"], "writer_max_write_ms": wait["max_write_ms"],
             "longest_batch_ms": summary["longest_batch_ms"], "wal_restarts": summary.get("wal_restarts"),
+            "interrupted_batches": summary["interrupted_batches"],
             "wal_max_mb": round(wal_peak.peak_mb, 1)}
 
 
@@ -344,7 +346,7 @@ def main() -> None:
     parser.add_argument("--ingest-lines", type=int, default=None,
                         help="lines read from a Caddy log (default: min(rows, 1,000,000))")
     parser.add_argument("--incremental", type=int, default=10_000, help="new rows of each incremental run")
-    parser.add_argument("--incremental-runs", type=int, default=5,
+    parser.add_argument("--incremental-runs", type=int, default=9,
                         help="incremental runs, each on top and on an empty table (the median pair counts)")
     parser.add_argument("--prune-rows", type=int, default=None,
                         help="rows deleted by each prune run (default: min(1,000,000, rows / 5))")
@@ -408,7 +410,8 @@ def main() -> None:
 
     # 3. incremental: 10,000 new rows on top, against the same rows on an empty table;
     # each run takes about 0.1 s, so one pair says little on a shared machine: several
-    # pairs (10,000 more rows on top each time, a new empty database each time), median
+    # pairs (10,000 more rows on top each time, a new empty database each time, the two
+    # taking turns to go first), and the median of their ratios
     pairs = []
     for n in range(args.incremental_runs):
         empty_db = work / "empty.db"
@@ -419,15 +422,14 @@ def main() -> None:
         for target in (db, empty_db):
             rows_new.rng = random.Random(1234 + n)  # the same rows in both databases
             bulk_rows(target, rows_new, args.incremental, END - 300, END)
-        started = time.perf_counter()
-        inc = aggregate(engine)
-        on_top = time.perf_counter() - started
-        started = time.perf_counter()
-        alone = aggregate(empty)
-        on_empty = time.perf_counter() - started
+        took = {}
+        for side in (("top", "empty") if n % 2 == 0 else ("empty", "top")):  # neither always first
+            started = time.perf_counter()
+            done = aggregate(engine if side == "top" else empty)
+            took[side] = time.perf_counter() - started
+            assert done["rows"] == args.incremental
         empty.dispose()
-        assert inc["rows"] == alone["rows"] == args.incremental
-        pairs.append((on_top, on_empty))
+        pairs.append((took["top"], took["empty"]))
     ratios = sorted(top / alone for top, alone in pairs)
     on_top = sorted(top for top, _ in pairs)[len(pairs) // 2]
     on_empty = sorted(alone for _, alone in pairs)[len(pairs) // 2]

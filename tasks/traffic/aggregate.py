@@ -6,7 +6,8 @@ rows above the watermark in batches (an index range scan: the cost grows with th
 rows only), groups each batch by route, minute and latency bin into a temporary table,
 then, in one short write transaction, adds that delta into the 1m buckets and, rolled up
 from the same per-minute sums, into the 1h and 1d buckets (counters added, histograms
-merged, in SQL), and moves the watermark. So:
+merged: in SQL, or on SQLite by a function this connection registers), and moves the
+watermark. So:
 
 - a crash before the commit leaves nothing; a re-run does the batch again;
 - a row is counted once in one bucket of each size, however often the job runs;

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -34,6 +35,8 @@ log = logging.getLogger("proxyos.traffic.prune")
 
 MAX_BATCH = 5000
 FIRST_BATCH = 1000  # rows of the first batch, which measures the delete rate
+MIN_BATCH = 100  # never interrupted, so the prune always moves on
+PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at a batch's clock
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class Pacing:
     batch: int = MAX_BATCH
     pause_ms: float = 15.0
     target_ms: float = 25.0
+    # A batch still deleting after this long (a stall: the machine busy elsewhere, the
+    # kernel writing back) is interrupted and rolled back, freeing the lock in time for a
+    # waiting writer's retry at 33 ms; it is done again as two smaller ones.
+    abort_ms: float = 28.0
     checkpoint_rows: int = 10_000  # truncate the WAL after deleting at least this many
     wal_limit_mb: float = WAL_LIMIT_MB  # restart the WAL once it holds more, mid-prune
     cache_mb: int = 64  # SQLite page cache of the pruning connection, while it prunes
@@ -60,6 +67,7 @@ class Deleter:
         self.sqlite = is_sqlite(engine)
         self.key = "rowid" if self.sqlite else "id"
         self.batches = 0
+        self.interrupted = 0
         self.longest_batch_ms = 0.0
         self.conn: Connection | None = None
         self.wal = WalKeeper(engine, pacing.wal_limit_mb) if self.sqlite else None
@@ -103,8 +111,14 @@ class Deleter:
                 f"(SELECT {self.key} FROM {table} WHERE {where} LIMIT {asked})"
             )
             started = time.perf_counter()
-            with self.conn.begin():
-                deleted = self.conn.execute(sa.text(sql), params).rowcount
+            try:
+                with self.conn.begin(), self._bounded(started, asked):
+                    deleted = self.conn.execute(sa.text(sql), params).rowcount
+            except sa.exc.OperationalError as exc:
+                if not _interrupted(exc):
+                    raise
+                self._interrupted(asked)
+                continue
             took_ms = (time.perf_counter() - started) * 1000
             self.batches += 1
             self.longest_batch_ms = max(self.longest_batch_ms, took_ms)
@@ -115,6 +129,28 @@ class Deleter:
                 self._pause()
             if deleted < asked:
                 return total
+
+    @contextmanager
+    def _bounded(self, started: float, rows: int) -> Iterator[None]:
+        """On SQLite, interrupt the statement once the batch has run `abort_ms`."""
+        if not self.sqlite or rows <= MIN_BATCH:
+            yield
+            return
+        deadline = started + self.pacing.abort_ms / 1000
+        raw = self.conn.connection.dbapi_connection
+        raw.set_progress_handler(lambda: time.perf_counter() > deadline, PROGRESS_STEPS)
+        try:
+            yield
+        finally:
+            raw.set_progress_handler(None, PROGRESS_STEPS)
+
+    def _interrupted(self, asked: int) -> None:
+        """A batch ran past `abort_ms` and was rolled back: half as many rows next."""
+        self.interrupted += 1
+        self.batch = max(MIN_BATCH, asked // 2)
+        log.debug("traffic prune: a batch of %d rows ran past %g ms; rolled back, retried smaller",
+                  asked, self.pacing.abort_ms)
+        self._pause()
 
     def _pause(self) -> None:
         """Leave the write lock free for `pause_ms`; on SQLite, tend the WAL meanwhile."""
@@ -133,6 +169,10 @@ class Deleter:
         self.rate = rate if self.rate is None else 0.6 * self.rate + 0.4 * rate
         wanted = int(self.rate * self.pacing.target_ms)
         self.batch = max(100, min(self.limit, wanted, self.batch * 2))
+
+
+def _interrupted(exc: sa.exc.OperationalError) -> bool:
+    return "interrupted" in str(exc.orig)
 
 
 def _existing_tables(engine: Engine) -> set[str]:
@@ -197,6 +237,7 @@ def prune(
         "by_rule": deleted,
         "batches": deleter.batches,
         "longest_batch_ms": round(deleter.longest_batch_ms, 1),
+        "interrupted_batches": deleter.interrupted,
     }
     if skipped:
         summary["skipped"] = skipped

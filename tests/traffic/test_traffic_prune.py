@@ -18,7 +18,7 @@ from db.tables import audit_log, health_checks, task_runs
 from db.tables_traffic import access_log, traffic_metrics
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
-from tasks.traffic.prune import Pacing, prune
+from tasks.traffic.prune import MIN_BATCH, Pacing, prune
 from tasks.traffic.retention import DAY_S, Retention, Rule, rules
 
 FAST = Pacing(pause_ms=0)
@@ -171,12 +171,35 @@ def test_each_write_transaction_deletes_at_most_5000_rows_and_the_wal_is_truncat
         if statement.startswith("DELETE"):
             sizes.append(cursor.rowcount)
 
-    summary = run_prune(engine, pacing=Pacing(batch=9999, pause_ms=0, target_ms=10_000))
+    summary = run_prune(engine, pacing=Pacing(batch=9999, pause_ms=0, target_ms=10_000, abort_ms=10_000))
     assert summary["deleted"] == 23_000 == sum(sizes)
     assert max(sizes) == 5000
     assert summary["wal_checkpoint"]["busy"] == 0
     wal = Path(str(sqlite_path(engine)) + "-wal")
     assert wal.stat().st_size == 0
+
+
+def test_a_batch_running_past_its_time_is_rolled_back_and_done_again_smaller(engine):
+    """Every batch above the smallest runs out of time at once here: each is rolled back
+    and halved, down to MIN_BATCH rows, which is never interrupted, so the prune ends
+    with every old row deleted once and nothing else."""
+    bulk_old_rows(engine, 3_000)
+    sizes = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _seen(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("DELETE"):
+            sizes.append(cursor.rowcount)
+
+    summary = run_prune(engine, pacing=Pacing(pause_ms=0, abort_ms=0))
+    assert summary["deleted"] == 3_000 == sum(sizes)
+    assert summary["interrupted_batches"] >= 4  # 1000, 500, 250, 125 at least
+    assert set(sizes) <= {MIN_BATCH, 0}
+    with engine.connect() as conn:  # the pooled connection no longer interrupts anything
+        assert conn.execute(sa.select(sa.func.count()).select_from(access_log)).scalar() == 0
+        long_query = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) " \
+            "SELECT count(*) FROM n"
+        assert conn.execute(sa.text(long_query)).scalar() == 200_000
 
 
 WRITER = Path(__file__).with_name("steady_writer.py")

@@ -1,5 +1,5 @@
 """Test helpers: run the CLI as a user would; wait for state another thread or process
-writes; snapshot a database's schema and rows."""
+writes; snapshot a database's schema and rows; a job context and its recorded runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+from db.tables import task_runs
+from workers import config
+from workers.registry import JobContext
 
 
 def run_cli(
@@ -83,3 +87,15 @@ def rows(engine: sa.Engine) -> dict[str, list[tuple]]:
             order = list(table.primary_key.columns) or list(table.columns)
             dump[table.name] = [tuple(r._mapping.items()) for r in conn.execute(sa.select(table).order_by(*order))]
     return dump
+
+
+def job_context(url: str, tmp_path: Path) -> JobContext:
+    """A context for running jobs in this process on the database at `url`."""
+    return JobContext(config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"}))
+
+
+def job_runs(engine: sa.Engine, job: str) -> list[dict]:
+    """The `task_runs` rows of `job`, oldest first."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]

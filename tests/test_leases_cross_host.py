@@ -21,13 +21,13 @@ import sqlalchemy as sa
 
 from db.engine import write_transaction
 from db.tables import job_leases, task_runs
-from workers import config, leases
+from workers import leases
 from workers.leases import acquire_lease, release_dead_leases, renew_lease
 from workers.registry import Job, JobContext
 from workers.runner import lease_owner, run_job
 from workers.scheduler import PeriodicScheduler
 
-from support import run_cli, wait_until
+from support import job_context, run_cli, wait_until
 
 OTHER_HOST = "otherhost"
 
@@ -44,10 +44,6 @@ def dead_pid() -> int:
 def other_owner(dead_pid) -> str:
     assert socket.gethostname() != OTHER_HOST
     return f"{OTHER_HOST}:{dead_pid}/run"
-
-
-def _context(url: str, tmp_path) -> JobContext:
-    return JobContext(config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"}))
 
 
 def _hold(engine, job: str, owner: str, expires_at: float) -> None:
@@ -125,7 +121,7 @@ def test_run_once_waits_for_another_hosts_lease_then_takes_it_over(any_engine, a
 def test_the_next_tick_after_another_hosts_lease_expires_runs(any_engine, any_url, tmp_path, other_owner):
     """The other host took the lease for 1 s and died: each tick is skipped until the
     lease has expired, and the first tick after it runs the job."""
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     ran: list[float] = []
     ticks = Ticks(ctx, Job("tick-job", "", run=lambda c, o: ran.append(time.time()), every=5, lease_seconds=30))
     assert acquire_lease(any_engine, "tick-job", other_owner, seconds=1.0)
@@ -146,7 +142,7 @@ def test_a_holder_on_another_host_that_keeps_renewing_is_never_taken_over(any_en
     as `keep_lease` does; every tick here is skipped. When it stops renewing (killed),
     the job runs here once the lease has expired."""
     lease = 1.0
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     ran: list[float] = []
     ticks = Ticks(ctx, Job("renewed", "", run=lambda c, o: ran.append(time.time()), every=5, lease_seconds=lease))
     assert acquire_lease(any_engine, "renewed", other_owner, lease)
@@ -178,7 +174,7 @@ def test_a_holder_on_another_host_that_keeps_renewing_is_never_taken_over(any_en
 
 def test_a_run_blocked_by_another_host_says_which_host_and_until_when(any_engine, any_url, tmp_path, other_owner):
     """What `task_runs` (and `proxyos-worker status`) shows for a skipped tick."""
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     _hold(any_engine, "blocked", other_owner, time.time() + 25)
     result = run_job(ctx, Job("blocked", "", run=lambda c, o: None))
     [(status, error)] = _runs(any_engine, "blocked")

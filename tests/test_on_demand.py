@@ -8,33 +8,19 @@ import datetime
 import threading
 import time
 
-import sqlalchemy as sa
-
-from db.tables import task_runs
 from workers import config
 from workers.leases import acquire_lease, release_lease
 from workers.queue import JobQueue, build_huey, retry_delay
 from workers.registry import Job, JobContext
 from workers.runner import run_job
 
-from support import run_cli, wait_until
+from support import job_context, job_runs, run_cli, wait_until
 
 OTHER_HOST = "otherhost:4242/run-1"  # a live holder on another host: not probed, only waited for
 
 
-def _context(url: str, tmp_path) -> JobContext:
-    settings = config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
-    return JobContext(settings)
-
-
-def _runs(engine, job: str) -> list[dict]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]
-
-
 def test_a_run_told_to_wait_runs_once_the_run_in_progress_ends(any_engine, any_url, tmp_path):
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     started, release, told = threading.Event(), threading.Event(), []
     ran_at = []
 
@@ -62,12 +48,12 @@ def test_a_run_told_to_wait_runs_once_the_run_in_progress_ends(any_engine, any_u
     assert waiting["result"].status == "ok"
     assert ran_at[1] >= first_ended
     assert "in progress" in told[0] and "lease held by" in told[0]
-    assert [r["status"] for r in _runs(ctx.engine, "slow")] == ["ok", "ok"]
+    assert [r["status"] for r in job_runs(ctx.engine, "slow")] == ["ok", "ok"]
     ctx.close()
 
 
 def test_a_run_that_waits_too_long_is_skipped_and_says_why(any_engine, any_url, tmp_path):
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     assert acquire_lease(ctx.engine, "held", OTHER_HOST, 60)
     ran = []
     began = time.monotonic()
@@ -85,7 +71,7 @@ def _next_task(huey):
     return huey.dequeue()
 
 
-def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_url, engine, tmp_path):
+def test_a_queued_request_finding_its_job_busy_is_retried_until_itjob_runs(sqlite_url, engine, tmp_path):
     settings = config.load({"PROXYOS_DATABASE_URL": sqlite_url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
     ctx = JobContext(settings)
     ran = []
@@ -108,7 +94,7 @@ def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_u
         assert ran == [] and task.args[0]["attempt"] == attempt + 1
         wait = task.eta.replace(tzinfo=datetime.UTC).timestamp() - executed_at
         assert retry_delay(attempt) - 1 < wait <= retry_delay(attempt) + 1
-    skipped = [r for r in _runs(engine, job.name) if r["status"] == "skipped"]
+    skipped = [r for r in job_runs(engine, job.name) if r["status"] == "skipped"]
     assert len(skipped) == 4  # the tick and three tries of the request
     assert [f"retried in {retry_delay(n):g} s" in r["error"] for n, r in enumerate(skipped[1:])] == [True] * 3
     assert "retried" not in skipped[0]["error"]
@@ -118,7 +104,7 @@ def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_u
     huey.execute(task, timestamp=task.eta)
     assert len(ran) == 1 and ran[0]["route"] == "r1" and ran[0]["requested_at"] == requested_at
     assert huey.pending_count() == 0 and huey.scheduled_count() == 0
-    assert _runs(engine, job.name)[-1]["status"] == "ok"
+    assert job_runs(engine, job.name)[-1]["status"] == "ok"
     ctx.close()
 
 

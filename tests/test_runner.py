@@ -16,22 +16,11 @@ from workers.registry import Job, JobContext, discover
 from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
 
-from support import wait_until
-
-
-def _context(url: str, tmp_path) -> JobContext:
-    settings = config.load({"PROXYOS_DATABASE_URL": url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
-    return JobContext(settings)
-
-
-def _runs(engine, job: str) -> list[dict]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]
+from support import job_context, job_runs, wait_until
 
 
 def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     ok = Job("ok-job", "", run=lambda c, o: {"count": 3, "route": o.get("route")})
     bad = Job("bad-job", "", run=lambda c, o: (_ for _ in ()).throw(ValueError("no route r9")))
     skip = Job("skip-job", "", run=lambda c, o: (_ for _ in ()).throw(Skipped("nothing to do")))
@@ -40,19 +29,19 @@ def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):
     assert run_job(ctx, bad).status == "error"
     assert run_job(ctx, skip).status == "skipped"
 
-    [ok_run] = _runs(ctx.engine, "ok-job")
+    [ok_run] = job_runs(ctx.engine, "ok-job")
     assert ok_run["status"] == "ok" and ok_run["task_id"] == "t-1"
     assert json.loads(ok_run["summary"]) == {"count": 3, "route": "r1"}
     assert ok_run["finished_at"] >= ok_run["started_at"] and ok_run["duration_ms"] >= 0
-    [bad_run] = _runs(ctx.engine, "bad-job")
+    [bad_run] = job_runs(ctx.engine, "bad-job")
     assert bad_run["status"] == "error" and bad_run["error"] == "ValueError: no route r9"
-    [skip_run] = _runs(ctx.engine, "skip-job")
+    [skip_run] = job_runs(ctx.engine, "skip-job")
     assert skip_run["status"] == "skipped" and skip_run["error"] == "nothing to do"
     ctx.close()
 
 
-def test_secrets_never_reach_task_runs(engine, sqlite_url, tmp_path):
-    ctx = _context(sqlite_url, tmp_path)
+def test_secrets_never_reach_taskjob_runs(engine, sqlite_url, tmp_path):
+    ctx = job_context(sqlite_url, tmp_path)
     remember("hunter2-very-secret")
 
     def leak(_ctx, _options):
@@ -67,7 +56,7 @@ def test_secrets_never_reach_task_runs(engine, sqlite_url, tmp_path):
 
 
 def test_an_exclusive_job_runs_once_at_a_time(any_engine, any_url, tmp_path):
-    ctx = _context(any_url, tmp_path)
+    ctx = job_context(any_url, tmp_path)
     started, release = threading.Event(), threading.Event()
 
     def slow(_ctx, _options):
@@ -83,7 +72,7 @@ def test_an_exclusive_job_runs_once_at_a_time(any_engine, any_url, tmp_path):
     release.set()
     first.join()
     assert second.status == "skipped" and "in progress" in second.error
-    statuses = sorted(r["status"] for r in _runs(ctx.engine, "slow"))
+    statuses = sorted(r["status"] for r in job_runs(ctx.engine, "slow"))
     assert statuses == ["ok", "skipped"]
     with ctx.engine.connect() as conn:  # the lease is released afterwards
         assert conn.execute(sa.select(sa.func.count()).select_from(job_leases)).scalar() == 0
@@ -153,15 +142,15 @@ def test_buffered_history_shows_long_runs_as_running_and_writes_everything_on_cl
     worker = threading.Thread(target=run_job, args=(ctx, Job("long", "", run=long_run, exclusive=False)))
     worker.start()
     assert started.wait(30)
-    wait_until(lambda: _runs(engine, "long"), timeout=10, what="the long run's first history flush", interval=0.02)
-    assert [r["status"] for r in _runs(engine, "long")] == ["running"]
+    wait_until(lambda: job_runs(engine, "long"), timeout=10, what="the long run's first history flush", interval=0.02)
+    assert [r["status"] for r in job_runs(engine, "long")] == ["running"]
     for _ in range(50):
         run_job(ctx, Job("short", "", run=lambda c, o: {"n": 1}, exclusive=False))
     release.set()
     worker.join()
     ctx.close()  # flushes what is left
-    assert [r["status"] for r in _runs(engine, "long")] == ["ok"]
-    shorts = _runs(engine, "short")
+    assert [r["status"] for r in job_runs(engine, "long")] == ["ok"]
+    shorts = job_runs(engine, "short")
     assert len(shorts) == 50 and {r["status"] for r in shorts} == {"ok"}
 
 
@@ -182,14 +171,14 @@ def test_an_unreachable_database_is_recorded_once_it_is_back(engine, sqlite_url,
         blocker.close()
     assert result.status == "error" and "database is locked" in result.error and not ran
     ctx.close()
-    [row] = _runs(engine, "needs-lease")
+    [row] = job_runs(engine, "needs-lease")
     assert row["status"] == "error" and "could not take the job's lease" in row["error"]
 
 
 def test_a_long_run_keeps_its_short_lease_alive(engine, sqlite_url, tmp_path):
     """The lease is renewed while the run lasts: a run three times longer than the lease
     is never overtaken by a second one."""
-    ctx = _context(sqlite_url, tmp_path)
+    ctx = job_context(sqlite_url, tmp_path)
     started, release = threading.Event(), threading.Event()
 
     def slow(_ctx, _options):

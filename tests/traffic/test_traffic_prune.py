@@ -162,14 +162,21 @@ def bulk_old_rows(engine, count: int, seq_from: int = 1) -> None:
     conn.close()
 
 
-def test_each_write_transaction_deletes_at_most_5000_rows_and_the_wal_is_truncated(engine):
-    bulk_old_rows(engine, 23_000)
+def deleted_per_statement(engine) -> list[int]:
+    """Filled with the row count of every DELETE the engine runs from now on."""
     sizes = []
 
     @sa.event.listens_for(engine, "after_cursor_execute")
     def _seen(conn, cursor, statement, params, context, executemany):
         if statement.startswith("DELETE"):
             sizes.append(cursor.rowcount)
+
+    return sizes
+
+
+def test_each_write_transaction_deletes_at_most_5000_rows_and_the_wal_is_truncated(engine):
+    bulk_old_rows(engine, 23_000)
+    sizes = deleted_per_statement(engine)
 
     summary = run_prune(engine, pacing=Pacing(batch=9999, pause_ms=0, target_ms=10_000, abort_ms=10_000))
     assert summary["deleted"] == 23_000 == sum(sizes)
@@ -184,12 +191,7 @@ def test_a_batch_running_past_its_time_is_rolled_back_and_done_again_smaller(eng
     and halved, down to MIN_BATCH rows, which is never interrupted, so the prune ends
     with every old row deleted once and nothing else."""
     bulk_old_rows(engine, 3_000)
-    sizes = []
-
-    @sa.event.listens_for(engine, "after_cursor_execute")
-    def _seen(conn, cursor, statement, params, context, executemany):
-        if statement.startswith("DELETE"):
-            sizes.append(cursor.rowcount)
+    sizes = deleted_per_statement(engine)
 
     summary = run_prune(engine, pacing=Pacing(pause_ms=0, abort_ms=0))
     assert summary["deleted"] == 3_000 == sum(sizes)

@@ -115,9 +115,9 @@ class Deleter:
                 with self.conn.begin(), self._bounded(started, asked):
                     deleted = self.conn.execute(sa.text(sql), params).rowcount
             except sa.exc.OperationalError as exc:
-                if not _interrupted(exc):
+                if not _was_interrupted(exc):
                     raise
-                self._interrupted(asked)
+                self._retry_smaller(asked)
                 continue
             took_ms = (time.perf_counter() - started) * 1000
             self.batches += 1
@@ -144,7 +144,7 @@ class Deleter:
         finally:
             raw.set_progress_handler(None, PROGRESS_STEPS)
 
-    def _interrupted(self, asked: int) -> None:
+    def _retry_smaller(self, asked: int) -> None:
         """A batch ran past `abort_ms` and was rolled back: half as many rows next."""
         self.interrupted += 1
         self.batch = max(MIN_BATCH, asked // 2)
@@ -171,7 +171,7 @@ class Deleter:
         self.batch = max(100, min(self.limit, wanted, self.batch * 2))
 
 
-def _interrupted(exc: sa.exc.OperationalError) -> bool:
+def _was_interrupted(exc: sa.exc.OperationalError) -> bool:
     return "interrupted" in str(exc.orig)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import sqlalchemy as sa
 
 from db.tables import task_runs
 from workers import config
-from workers.registry import JobContext
+from workers.registry import Job, JobContext
+from workers.runner import run_job
 
 
 def run_cli(
@@ -99,3 +102,26 @@ def job_runs(engine: sa.Engine, job: str) -> list[dict]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(
             sa.select(task_runs).where(task_runs.c.job == job).order_by(task_runs.c.started_at)).mappings()]
+
+
+@contextmanager
+def run_in_progress(ctx: JobContext, job: str) -> Iterator[float]:
+    """A run of the exclusive job `job` (its lease held), in a thread, until the block
+    ends; yields when it began. The run ends, and the thread is joined, on the way out."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_ctx, _options):
+        started.set()
+        if not release.wait(60):
+            raise TimeoutError("the held run was never released")
+        return {}
+
+    holder = threading.Thread(target=run_job, args=(ctx, Job(job, "", run=hold)))
+    holder.start()
+    try:
+        if not started.wait(30):
+            raise TimeoutError("the held run did not start")
+        yield time.time()
+    finally:
+        release.set()
+        holder.join()

@@ -14,39 +14,25 @@ from workers.queue import JobQueue, build_huey, retry_delay
 from workers.registry import Job, JobContext
 from workers.runner import run_job
 
-from support import job_context, job_runs, run_cli, wait_until
+from support import job_context, job_runs, run_cli, run_in_progress, wait_until
 
 OTHER_HOST = "otherhost:4242/run-1"  # a live holder on another host: not probed, only waited for
 
 
 def test_a_run_told_to_wait_runs_once_the_run_in_progress_ends(any_engine, any_url, tmp_path):
     ctx = job_context(any_url, tmp_path)
-    started, release, told = threading.Event(), threading.Event(), []
-    ran_at = []
-
-    def slow(_ctx, options):
-        ran_at.append(time.time())
-        if not options.get("second"):
-            started.set()
-            assert release.wait(30)
-        return {}
-
-    job = Job("slow", "", run=slow)
-    first = threading.Thread(target=run_job, args=(ctx, job))
-    first.start()
-    assert started.wait(30)
-    waiting = {}
-    second = threading.Thread(target=lambda: waiting.update(result=run_job(
-        ctx, job, {"second": True}, wait_for_lease=30, on_wait=told.append)))
-    second.start()
-    wait_until(lambda: told, timeout=30, what="the second run to say whom it waits for")
-    assert len(ran_at) == 1  # it did not run alongside
-    first_ended = time.time()
-    release.set()
-    first.join()
+    told, ran_at, waiting = [], [], {}
+    job = Job("slow", "", run=lambda c, o: ran_at.append(time.time()) or {})
+    with run_in_progress(ctx, "slow"):
+        second = threading.Thread(target=lambda: waiting.update(
+            result=run_job(ctx, job, wait_for_lease=30, on_wait=told.append)))
+        second.start()
+        wait_until(lambda: told, timeout=30, what="the second run to say whom it waits for")
+        assert ran_at == []  # it did not run alongside
+        first_ended = time.time()
     second.join(timeout=60)
     assert waiting["result"].status == "ok"
-    assert ran_at[1] >= first_ended
+    assert ran_at[0] >= first_ended
     assert "in progress" in told[0] and "lease held by" in told[0]
     assert [r["status"] for r in job_runs(ctx.engine, "slow")] == ["ok", "ok"]
     ctx.close()
@@ -71,7 +57,7 @@ def _next_task(huey):
     return huey.dequeue()
 
 
-def test_a_queued_request_finding_its_job_busy_is_retried_until_itjob_runs(sqlite_url, engine, tmp_path):
+def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_url, engine, tmp_path):
     settings = config.load({"PROXYOS_DATABASE_URL": sqlite_url, "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
     ctx = JobContext(settings)
     ran = []

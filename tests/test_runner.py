@@ -16,7 +16,7 @@ from workers.registry import Job, JobContext, discover
 from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
 
-from support import job_context, job_runs, wait_until
+from support import job_context, job_runs, run_in_progress, wait_until
 
 
 def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):
@@ -40,7 +40,7 @@ def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):
     ctx.close()
 
 
-def test_secrets_never_reach_taskjob_runs(engine, sqlite_url, tmp_path):
+def test_secrets_never_reach_task_runs(engine, sqlite_url, tmp_path):
     ctx = job_context(sqlite_url, tmp_path)
     remember("hunter2-very-secret")
 
@@ -57,20 +57,8 @@ def test_secrets_never_reach_taskjob_runs(engine, sqlite_url, tmp_path):
 
 def test_an_exclusive_job_runs_once_at_a_time(any_engine, any_url, tmp_path):
     ctx = job_context(any_url, tmp_path)
-    started, release = threading.Event(), threading.Event()
-
-    def slow(_ctx, _options):
-        started.set()
-        assert release.wait(30)
-        return {}
-
-    job = Job("slow", "", run=slow)
-    first = threading.Thread(target=run_job, args=(ctx, job))
-    first.start()
-    assert started.wait(30)
-    second = run_job(ctx, job)
-    release.set()
-    first.join()
+    with run_in_progress(ctx, "slow"):
+        second = run_job(ctx, Job("slow", "", run=lambda c, o: {}))
     assert second.status == "skipped" and "in progress" in second.error
     statuses = sorted(r["status"] for r in job_runs(ctx.engine, "slow"))
     assert statuses == ["ok", "skipped"]

@@ -130,13 +130,13 @@ def run_job(
         if not leased and wait_for_lease > 0:
             leased = _wait_for_lease(engine, job, lease_owner(run_id), wait_for_lease, on_wait)
             started = time.time()
-        busy = None if leased else _busy(engine, job) + (f"; {when_busy}" if when_busy else "")
+        why_skipped = None if leased else _busy(engine, job) + (f"; {when_busy}" if when_busy else "")
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
         return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
     if not leased:
-        skipped = RunResult(run_id, job.name, "skipped", 0, {}, busy, busy=True)
+        skipped = RunResult(run_id, job.name, "skipped", 0, {}, why_skipped, busy=True)
         return _record_finished(ctx, skipped, task_id, started)
 
     with ExitStack() as held:

@@ -168,7 +168,7 @@ class Deleter:
         # One slow batch (the machine busy elsewhere) moves the estimate, not all of it.
         self.rate = rate if self.rate is None else 0.6 * self.rate + 0.4 * rate
         wanted = int(self.rate * self.pacing.target_ms)
-        self.batch = max(100, min(self.limit, wanted, self.batch * 2))
+        self.batch = max(MIN_BATCH, min(self.limit, wanted, self.batch * 2))
 
 
 def _was_interrupted(exc: sa.exc.OperationalError) -> bool:

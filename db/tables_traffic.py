@@ -1,8 +1,12 @@
-"""Tables and columns of the traffic worker (migration 0005).
+"""Tables and columns of the traffic worker (migrations 0005 and 0007).
 
 Two ProxyOS tables gain columns here (appended to the shared Table objects, so queries
 can name them): `access_log.seq` (the ingest sequence number, NULL for rows ProxyOS
 wrote itself), `access_log.latency_bin` and `traffic_metrics.latency_hist`.
+
+`traffic_metrics` holds `1m` buckets only (ProxyOS's readers sum every row of it in a
+time window, whatever its `bucket`); the `1h` and `1d` rollups are in `traffic_rollups`,
+with the same columns.
 """
 
 from __future__ import annotations
@@ -41,4 +45,20 @@ traffic_state = Table(
     metadata,
     c("name", pk=True),  # ingest_seq: last seq allocated; aggregated_seq: the watermark
     c("value", BIG, nn=True, default=0),
+)
+
+
+traffic_rollups = Table(
+    "traffic_rollups",
+    metadata,
+    c("id", pk=True),  # <bucket>-<bucket_ts>-<route_id>
+    c("route_id", nn=True),
+    c("bucket", nn=True),  # 1h | 1d
+    c("bucket_ts", INT, nn=True),  # ms, the bucket's start
+    *(c(name, INT, nn=True, default=0) for name in (
+        "requests", "bytes", "errors", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
+        "latency_sum_ms")),
+    c("latency_hist"),
+    Index("ix_traffic_rollups_route_bucket_ts", "route_id", "bucket", "bucket_ts"),
+    Index("ix_traffic_rollups_bucket_ts", "bucket", "bucket_ts"),
 )

@@ -38,6 +38,7 @@ from .hook import run_deploy_hook
 from .keys import leaf_of, validity
 from .lease import Lease, new_owner
 from .order import OrderFlow
+from .ownership import is_owned, not_ours, owned
 from .propagation import Checker
 from .records import DbJournal, clean_leftovers
 from .saved_order import OrderStore
@@ -115,9 +116,15 @@ def issue_certificate(
     the lease is ours: another worker may have finished the job in the meantime."""
     lease = Lease(engine, cert_id, owner or new_owner(), settings.lease_seconds, clock)
     with engine.connect() as conn:
-        row = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+        row = conn.execute(
+            sa.select(certificates, routes.c.tls_mode)
+            .outerjoin(routes, routes.c.id == certificates.c.route_id)
+            .where(certificates.c.id == cert_id)
+        ).first()
     if row is None:
         return Outcome(cert_id, "?", "failed", f"certificate {cert_id} does not exist")
+    if not is_owned(row.source, row.tls_mode):
+        return Outcome(cert_id, row.domain, "failed", not_ours(row.domain, row.source, row.tls_mode))
     if not lease.acquire():
         return Outcome(cert_id, row.domain, "busy", "another worker is issuing this certificate")
     try:
@@ -213,7 +220,7 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
 
 def _set(engine: Engine, cert_id: str, **values) -> None:
     with write_transaction(engine) as conn:
-        conn.execute(certificates.update().where(certificates.c.id == cert_id).values(**values))
+        conn.execute(certificates.update().where(certificates.c.id == cert_id, owned()).values(**values))
 
 
 def _check_rate_limit(engine: Engine, settings: CertSettings, domain: str, now: float) -> None:
@@ -268,7 +275,7 @@ def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome
     with write_transaction(engine) as conn:
         conn.execute(
             certificates.update()
-            .where(certificates.c.id == row.id)
+            .where(certificates.c.id == row.id, owned())
             .values(
                 status=status,
                 last_error=message,
@@ -319,7 +326,7 @@ def _store(
     with write_transaction(engine) as conn:
         conn.execute(
             certificates.update()
-            .where(certificates.c.id == row.id)
+            .where(certificates.c.id == row.id, owned())
             .values(
                 status="active",
                 issued_at=issued_at,
@@ -388,7 +395,7 @@ def _store(
             with write_transaction(engine) as conn:
                 conn.execute(
                     certificates.update()
-                    .where(certificates.c.id == row.id)
+                    .where(certificates.c.id == row.id, owned())
                     .values(last_error=problem, updated_at=now)
                 )
                 _audit(conn, "cert.deploy_failed", row, now, {"error": problem})

@@ -20,6 +20,7 @@ from db.engine import write_transaction
 from db.tables import certificates
 
 from .errors import LeaseLost
+from .ownership import owned
 
 
 def new_owner() -> str:
@@ -55,7 +56,7 @@ class Lease:
         with write_transaction(self.engine) as conn:
             taken = conn.execute(
                 certificates.update()
-                .where(certificates.c.id == self.cert_id, free)
+                .where(certificates.c.id == self.cert_id, free, owned())
                 .values(lease_owner=self.owner, lease_expires_at=now + self.seconds)
             ).rowcount
         self._last_extended = time.monotonic()
@@ -68,20 +69,21 @@ class Lease:
         with write_transaction(self.engine) as conn:
             kept = conn.execute(
                 certificates.update()
-                .where(certificates.c.id == self.cert_id, certificates.c.lease_owner == self.owner)
+                .where(certificates.c.id == self.cert_id, certificates.c.lease_owner == self.owner, owned())
                 .values(lease_expires_at=self.clock() + self.seconds)
             ).rowcount
         self._last_extended = time.monotonic()
         if kept != 1:
             raise LeaseLost(
                 "another worker took over this certificate after our lease expired "
-                "(PROXYOS_CERT_LEASE_SECONDS too short?)"
+                "(PROXYOS_CERT_LEASE_SECONDS too short?), or its row stopped being the "
+                "workers' (no longer a dns01 row of a route with tls_mode dns)"
             )
 
     def release(self) -> None:
         with write_transaction(self.engine) as conn:
             conn.execute(
                 certificates.update()
-                .where(certificates.c.id == self.cert_id, certificates.c.lease_owner == self.owner)
+                .where(certificates.c.id == self.cert_id, certificates.c.lease_owner == self.owner, owned())
                 .values(lease_owner=None, lease_expires_at=None)
             )

@@ -1,4 +1,5 @@
-"""What `proxyos-worker certs` and `status` show about certificates."""
+"""What `proxyos-worker certs` and `status` show about certificates. Rows the workers
+do not own are listed as they are, with who manages them, and never written."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from sqlalchemy.engine import Engine
 
 from db.tables import certificates, routes
 
-from . import policy
-from .policy import due_reason
+from .ownership import is_owned, managed_by
+from .policy import due_reason, renewal_time
+from .sync import plan
 
 
 def rows(engine: Engine, now: float) -> list[dict]:
@@ -16,32 +18,36 @@ def rows(engine: Engine, now: float) -> list[dict]:
         found = conn.execute(
             sa.select(certificates, routes.c.tls_mode, routes.c.enabled.label("route_enabled"))
             .outerjoin(routes, routes.c.id == certificates.c.route_id)
-            .order_by(certificates.c.domain)
+            .order_by(certificates.c.domain, certificates.c.id)
         ).all()
+        groups, _ = plan(conn)
+    lead_of = {route.route_id: group.lead for group in groups for route in group.routes}
     out = []
     for row in found:
-        wanted = row.source != "dns01" or (row.tls_mode == "dns" and row.route_enabled)
-        renew_at = row.renew_at
-        if renew_at is None and row.issued_at and row.expires_at:
-            renew_at = policy.renew_at(row.issued_at, row.expires_at)
+        owned = is_owned(row.source, row.tls_mode)
+        lead = lead_of.get(row.route_id) if owned else None
+        shared = lead is not None and lead.route_id != row.route_id
+        renewing = bool(owned and row.route_enabled and row.auto_renew and lead is not None)
         if row.status in ("error", "expired", "provisioning", "renewing") and row.next_attempt_at:
             next_at = row.next_attempt_at
         elif row.status == "provisioning":
             next_at = now
         else:
-            next_at = renew_at
+            next_at = renewal_time(row)
         out.append({
             "id": row.id,
             "domain": row.domain,
             "source": row.source,
             "status": row.status,
+            "managed_by": managed_by(row.source, row.tls_mode),
+            "shares_certificate_of": lead.domain if shared else None,
             "expires_at": row.expires_at,
-            "next_renewal_at": next_at if (wanted and row.auto_renew) else None,
-            "last_error": row.last_error,
+            "next_renewal_at": next_at if renewing else None,
+            "last_error": row.last_error if owned else None,
             "failures": row.failures,
             "leased_by": row.lease_owner if (row.lease_expires_at or 0) > now else None,
-            "renewing": bool(wanted and row.auto_renew),
-            "due": bool(wanted and due_reason(row, now)),
+            "renewing": renewing,
+            "due": bool(renewing and not shared and due_reason(row, now)),
         })
     return out
 
@@ -55,6 +61,7 @@ def summary(engine: Engine, now: float) -> dict:
     return {
         "certificates": len(items),
         "by_status": by_status,
+        "managed_by_workers": sum(1 for i in items if i["managed_by"] == "workers"),
         "due_now": sum(1 for i in items if i["due"]),
         "expiring_within_14_days": [i["domain"] for i in soon],
         "errors": {

@@ -42,7 +42,8 @@ def _psl() -> PublicSuffixList:
 
 
 def registered_domain(name: str) -> str:
-    name = name.lstrip("*.").rstrip(".").lower()
+    """The registered domain of an ACME name (`names.acme_name`), for rate limits."""
+    name = name.removeprefix("*.").rstrip(".").lower()
     return _psl().privatesuffix(name) or name
 
 
@@ -75,9 +76,17 @@ def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
     if row.status in ("error", "expired", "renewing"):
         return "retry" if row.status != "expired" else "expired"
     if row.status == "active":
-        renew_at = row.renew_at
-        if renew_at is None and row.issued_at and row.expires_at:
-            renew_at = renew_at(row.issued_at, row.expires_at)
-        if renew_at is None or renew_at <= now:
+        when = renewal_time(row)
+        if when is None or when <= now:  # an active row without dates: nothing to trust
             return "renewal"
+    return None
+
+
+def renewal_time(row) -> int | None:
+    """The row's renewal time: the stored one (ARI, or set at issuance), else the
+    lifetime rule on its dates (rows the dashboard wrote have no `renew_at`)."""
+    if row.renew_at is not None:
+        return int(row.renew_at)
+    if row.issued_at and row.expires_at:
+        return renew_at(row.issued_at, row.expires_at)
     return None

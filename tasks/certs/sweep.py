@@ -21,34 +21,46 @@ from .ari import fetch_window
 from .errors import CertError
 from .issue import Outcome, Sessions, build_provider, issue_certificate
 from .lease import Lease, new_owner
+from .ownership import owned
 from .policy import due_reason
 from .records import clean_leftovers
 from .settings import CertSettings
-from .sync import sync_certificates, wants_dns01
+from .sync import SyncResult, mirror_group, sync_certificates, wants_dns01
 
 log = logging.getLogger("proxyos.certs.sweep")
 
 
-def _candidates(engine: Engine) -> list[sa.Row]:
+def _candidates(engine: Engine, lead_ids: list[str]) -> list[sa.Row]:
+    """The rows that are ordered: each group's lead row (the others mirror it)."""
+    found = []
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(certificates, routes.c.tls_mode)
-            .join(routes, routes.c.id == certificates.c.route_id)
-            .where(certificates.c.source == "dns01", wants_dns01())
-        ).all()
+        for start in range(0, len(lead_ids), 500):
+            found += conn.execute(
+                sa.select(certificates, routes.c.tls_mode)
+                .join(routes, routes.c.id == certificates.c.route_id)
+                .where(certificates.c.id.in_(lead_ids[start:start + 500]), owned(), wants_dns01())
+            ).all()
+    return found
 
 
 def mark_expired(engine: Engine, now: int) -> int:
+    """Rows of the workers' own past their expiry become `expired` (never another's)."""
     with write_transaction(engine) as conn:
         return conn.execute(
             certificates.update()
             .where(
+                owned(),
                 certificates.c.expires_at.is_not(None),
                 certificates.c.expires_at <= now,
                 certificates.c.status.in_(("active", "error", "renewing")),
             )
             .values(status="expired", updated_at=now)
         ).rowcount
+
+
+def mirror_groups(engine: Engine, synced: SyncResult, now: int) -> int:
+    """Show each lead row's state on its group's other rows."""
+    return sum(mirror_group(engine, group, now) for group in synced.groups)
 
 
 def refresh_ari(
@@ -119,7 +131,7 @@ def clean_orphans(engine: Engine, settings: CertSettings, clock: Callable[[], fl
 
 def _update(engine: Engine, cert_id: str, **values) -> None:
     with write_transaction(engine) as conn:
-        conn.execute(certificates.update().where(certificates.c.id == cert_id).values(**values))
+        conn.execute(certificates.update().where(certificates.c.id == cert_id, owned()).values(**values))
 
 
 def run_sweep(
@@ -136,9 +148,10 @@ def run_sweep(
     sessions = sessions or Sessions(engine, settings, clock)
     owner = new_owner()
     orphans = clean_orphans(engine, settings, clock, owner)
-    rows = _candidates(engine)
+    leads = [group.lead_id for group in synced.groups]
+    rows = _candidates(engine, leads)
     ari_checked = refresh_ari(engine, settings, sessions, rows, now)
-    rows = _candidates(engine)
+    rows = _candidates(engine, leads)
     due = [(row, reason) for row in rows if (reason := due_reason(row, now))]
     outcomes: list[Outcome] = []
     if due:
@@ -165,11 +178,13 @@ def run_sweep(
                 except Exception as exc:  # e.g. the database unavailable: the next run retries
                     log.error("certificate %s: %s: %s", row.domain, type(exc).__name__, exc)
                     outcomes.append(Outcome(row.id, row.domain, "failed", f"{type(exc).__name__}: {exc}"))
+    mirror_groups(engine, synced, int(clock()))
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.result] = counts.get(outcome.result, 0) + 1
     return {
         "created": len(synced.created),
+        "merged": synced.merged,
         "names_changed": len(synced.updated),
         "route_problems": list(synced.problems.values()),
         "expired": expired,

@@ -17,8 +17,10 @@ def register(commands) -> None:
         "certs",
         help="list certificates: status, expiry, next renewal, last error",
         description="List every certificate in the database with its status, expiry, the time "
-        "of its next renewal (or retry) and its last error. Certificates whose route no longer "
-        "uses tls_mode dns show no next renewal: they are kept, not renewed.",
+        "of its next renewal (or retry), its last error and who manages it. The workers renew "
+        "only dns01 certificates of routes with tls_mode dns; the others are Caddy's or "
+        "ProxyOS's and are listed read-only. Certificates whose route no longer uses tls_mode "
+        "dns show no next renewal: they are kept, not renewed.",
         example="proxyos-worker certs\nproxyos-worker certs --json | jq '.[] | select(.status == \"error\")'",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list")
@@ -38,9 +40,20 @@ def handle(args, settings) -> int:
         print("no certificates")
         return 0
     print_table(
-        ["DOMAIN", "STATUS", "EXPIRES", "NEXT RENEWAL", "ID", "LAST ERROR"],
-        [[i["domain"], i["status"], format_time(i["expires_at"]),
-          format_time(i["next_renewal_at"]) if i["renewing"] else "not renewed",
+        ["DOMAIN", "STATUS", "EXPIRES", "NEXT RENEWAL", "MANAGED BY", "ID", "LAST ERROR"],
+        [[i["domain"], i["status"], format_time(i["expires_at"]), _next(i), _manager(i),
           i["id"], (i["last_error"] or "")[:120]] for i in items],
     )
     return 0
+
+
+def _next(item: dict) -> str:
+    if item["renewing"]:
+        return format_time(item["next_renewal_at"])
+    return "not renewed" if item["managed_by"] == "workers" else "not by the workers"
+
+
+def _manager(item: dict) -> str:
+    if item["shares_certificate_of"]:
+        return f"workers (certificate of {item['shares_certificate_of']})"
+    return item["managed_by"]

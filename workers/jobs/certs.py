@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from tasks.certs import providers
 from tasks.certs.errors import CertError
 from tasks.certs.keys import KEY_TYPES
@@ -92,35 +90,15 @@ def _run_certs(ctx: JobContext, _options: dict) -> dict:
     return run_sweep(ctx.engine, settings, clock=ctx.clock)
 
 
-def _find(ctx: JobContext, options: Mapping) -> str:
-    from db.tables import certificates
-    from tasks.certs.sync import sync_certificates
-
-    cert_id, domain = options.get("cert"), options.get("domain")
-    if not cert_id and not domain:
-        raise Skipped("give --cert ID or --domain NAME")
-    engine = ctx.engine
-    for attempt in range(2):
-        with engine.connect() as conn:
-            query = sa.select(certificates.c.id).order_by(certificates.c.created_at.desc())
-            if cert_id:
-                query = query.where(certificates.c.id == cert_id)
-            else:
-                query = query.where(certificates.c.domain == domain.lower().rstrip("."))
-            found = conn.execute(query).first()
-        if found:
-            return found.id
-        if attempt == 0:
-            sync_certificates(engine, int(ctx.clock()))
-    what = f"id {cert_id}" if cert_id else f"domain {domain}"
-    raise ValueError(f"no certificate with {what} (is there an enabled route with tls_mode dns?)")
-
-
 def _run_issue(ctx: JobContext, options: dict) -> dict:
     from tasks.certs.issue import Sessions, issue_certificate
+    from tasks.certs.request import resolve
+    from tasks.certs.sync import mirror_group
 
     settings = cert_settings(ctx.settings.env)
-    cert_id = _find(ctx, options)
+    if not options.get("cert") and not options.get("domain"):
+        raise Skipped("give --cert ID or --domain NAME")
+    cert_id, group = resolve(ctx.engine, int(ctx.clock()), options.get("cert"), options.get("domain"))
     requested_at = options.get("requested_at")  # set for requests that went through the queue
 
     def not_served_since_requested(row) -> bool:
@@ -130,6 +108,8 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
 
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
                                 clock=ctx.clock, still_due=not_served_since_requested if requested_at else None)
+    if group is not None:  # the group's other rows show the result
+        mirror_group(ctx.engine, group, int(ctx.clock()))
     if outcome.result in ("failed", "busy"):
         raise CertError(f"{outcome.domain}: {outcome.error}")
     return outcome.as_dict()

@@ -35,11 +35,11 @@ def load(env: Mapping[str, str]) -> TrafficSettings:
         raise ConfigError("PROXYOS_PRUNE_BATCH", str(batch), accepted)
     retention = Retention(
         access_log_days=_days(env, "ACCESS_LOG", 7),
-        access_log_per_route=env_int(env, "PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE", 0),
+        access_log_per_route=env_int(env, "PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE", 1000, minimum=0),
         health_keep=env_int(env, "PROXYOS_RETENTION_HEALTH_CHECKS_KEEP", 100, minimum=1),
         health_days=_days(env, "HEALTH_CHECKS", 30),
         metrics_days={
-            "1m": _days(env, "METRICS_1M", 14),
+            "1m": _days(env, "METRICS_1M", 90),
             "1h": _days(env, "METRICS_1H", 400),
             "1d": _days(env, "METRICS_1D", 0),
         },

@@ -69,20 +69,21 @@ HIST_ADD = "proxyos_hist_add"
 # other value counts as empty, rather than failing the cast to json and every run after.
 _PG_HISTOGRAM = r'^\s*\{\s*"\d+"\s*:\s*\d+\s*(,\s*"\d+"\s*:\s*\d+\s*)*\}\s*$'
 
-# {dialect: (histogram of the group's bins, merge of the stored and the new histogram)}
+# {dialect: (histogram of the group's bins, merge of the stored and the new histogram)};
+# `{t}` is the bucket table's name.
 _JSON = {
     "sqlite": (
         "json_group_object(bin, n) FILTER (WHERE bin IS NOT NULL)",
-        f"{HIST_ADD}(traffic_metrics.latency_hist, excluded.latency_hist)",
+        f"{HIST_ADD}({{t}}.latency_hist, excluded.latency_hist)",
     ),
     "postgresql": (
         "(json_object_agg(bin, n) FILTER (WHERE bin IS NOT NULL))::text",
-        f"""CASE WHEN excluded.latency_hist IS NULL THEN traffic_metrics.latency_hist
-                WHEN traffic_metrics.latency_hist IS NULL
-                  OR traffic_metrics.latency_hist !~ '{_PG_HISTOGRAM}' THEN excluded.latency_hist
+        f"""CASE WHEN excluded.latency_hist IS NULL THEN {{t}}.latency_hist
+                WHEN {{t}}.latency_hist IS NULL
+                  OR {{t}}.latency_hist !~ '{_PG_HISTOGRAM}' THEN excluded.latency_hist
                 ELSE (SELECT json_object_agg(key, total)::text FROM (
                         SELECT key, sum(value::bigint) AS total FROM (
-                            SELECT * FROM json_each_text(traffic_metrics.latency_hist::json)
+                            SELECT * FROM json_each_text({{t}}.latency_hist::json)
                             UNION ALL
                             SELECT * FROM json_each_text(excluded.latency_hist::json)) AS u
                         GROUP BY key) AS v)
@@ -91,18 +92,25 @@ _JSON = {
 }
 
 
+def bucket_table(size: str) -> str:
+    """`1m` buckets are ProxyOS's `traffic_metrics`; longer ones the workers' rollups."""
+    return "traffic_metrics" if size == "1m" else "traffic_rollups"
+
+
 def upsert_bucket(dialect: str, size: str, minutes: int) -> str:
     """Add the delta into the `size` buckets (`minutes` long): one statement, reading
     the per-minute delta for 1m, the per-hour one for longer buckets.
 
     The workers' rows have the id `<size>-<bucket_ts>-<route_id>`: keyed by what they
     count, so a re-run finds the same row (ProxyOS's own rows keep their random ids)."""
+    target = bucket_table(size)
     hist, merge = _JSON["postgresql" if dialect == "postgresql" else "sqlite"]
+    merge = merge.replace("{t}", target)
     width = minutes * MINUTE_MS
     inner = ", ".join(f"sum({name}) AS {name}" for name in _SUMS)
     outer = ", ".join(f"sum({name})" for name in _SUMS)
     columns = ", ".join(COUNTERS)
-    updates = ", ".join(f"{c} = traffic_metrics.{c} + excluded.{c}" for c in COUNTERS)
+    updates = ", ".join(f"{c} = {target}.{c} + excluded.{c}" for c in COUNTERS)
     table, unit, per = (DELTA, "minute", minutes) if minutes < 60 else (HOURS, "hour", minutes // 60)
     if per == 1:  # already one row per (route, bucket, bin)
         source = f"(SELECT route_id, {unit} AS t, bin, {', '.join(_SUMS)} FROM {table}) AS g"
@@ -110,7 +118,7 @@ def upsert_bucket(dialect: str, size: str, minutes: int) -> str:
         source = f"""(SELECT route_id, CAST({unit} / {per} AS BIGINT) AS t, bin, {inner}
       FROM {table} GROUP BY route_id, {unit} / {per}, bin) AS g"""
     return f"""
-INSERT INTO traffic_metrics (id, route_id, bucket, bucket_ts, {columns}, latency_hist)
+INSERT INTO {target} (id, route_id, bucket, bucket_ts, {columns}, latency_hist)
 SELECT '{size}-' || (t * {width}) || '-' || route_id, route_id, '{size}', t * {width},
        {outer}, {hist}
 FROM {source}

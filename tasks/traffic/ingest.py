@@ -4,6 +4,13 @@ Each batch is one short write transaction holding the rows, the sequence numbers
 were given, and the read position just after the batch's last line, so a crash or a
 restart never loses or duplicates a line. The position is updated compare-and-set: a
 second ingest run that read the same lines cannot commit them again.
+
+The same transaction counts the rows into the `traffic_metrics` minutes (and the
+rollups) and moves the aggregate watermark, whenever that watermark is caught up: the
+open minute the dashboard reads is never more than one ingest run behind the log, and
+no one (ProxyOS's own access-log ring included) can delete a row before it is counted.
+A backlog (after an upgrade, or a failed count) is counted in batches at the end of the
+run. Then each route written to is trimmed to its newest rows (`ring`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from db.sql import insert_or_ignore
 from db.tables_traffic import traffic_ingest_position as positions
 from tasks.outcome import Skipped
 
-from . import state
+from . import ring, state
+from .aggregate import aggregate, count_in_transaction
+from .aggregate import pending as aggregate_pending
 from .caddy import MalformedLine, parse_line
 from .histogram import bin_of
 from .logfile import Plan, Position, Segment, plan, read_lines, with_fingerprint
@@ -32,6 +41,7 @@ from .rows import insert_rows
 log = logging.getLogger("proxyos.traffic.ingest")
 
 DEFAULT_BATCH_LINES = 5000
+DEFAULT_KEEP_PER_ROUTE = 1000  # ProxyOS's access-log ring
 SAMPLE_CHARS = 160
 MAX_UNMATCHED_SAMPLES = 5
 
@@ -46,11 +56,14 @@ class PositionMoved(state.ConcurrentChange):
 class Tally:
     lines: int = 0
     inserted: int = 0
+    counted: int = 0  # rows counted into the buckets by this run
+    trimmed: int = 0  # rows deleted by the per-route cap
     malformed: int = 0
     unmatched: int = 0
     already_stored: int = 0
     batches: int = 0
     files: list[str] = field(default_factory=list)
+    routes: set[str] = field(default_factory=set)  # routes written to
     unmatched_hosts: dict[str, int] = field(default_factory=dict)
     malformed_sample: str | None = None
     lost: str | None = None
@@ -59,6 +72,8 @@ class Tally:
         out = {
             "lines": self.lines,
             "inserted": self.inserted,
+            "counted": self.counted,
+            "trimmed": self.trimmed,
             "malformed": self.malformed,
             "unmatched": self.unmatched,
             "batches": self.batches,
@@ -150,13 +165,18 @@ class Ingester:
             ).rowcount
             if moved != 1:
                 raise PositionMoved(f"another ingest run read {self.source} first; stopped")
+            counted = 0
             if batch.rows:
                 first = state.allocate(conn, state.INGEST_SEQ, len(batch.rows))
                 insert_rows(conn, first, batch.rows)
+                if state.read(conn, state.AGGREGATED_SEQ) == first - 1:
+                    counted = count_in_transaction(conn, first - 1, first + len(batch.rows) - 1)
             if self.on_batch:
                 self.on_batch("before_commit", number)
         self.tally.batches = number
         self.tally.inserted += len(batch.rows)
+        self.tally.counted += counted
+        self.tally.routes.update(row[0] for row in batch.rows)
         if self.on_batch:
             self.on_batch("committed", number)
 
@@ -220,8 +240,11 @@ def ingest(
     batch_lines: int = DEFAULT_BATCH_LINES,
     clock: Callable[[], float] = time.time,
     on_batch: BatchHook | None = None,
+    keep_per_route: int = DEFAULT_KEEP_PER_ROUTE,
 ) -> dict:
-    """Read every complete new line of `source` into `access_log`; returns a summary."""
+    """Read every complete new line of `source` into `access_log` and count it into the
+    buckets; then trim each route written to to its newest `keep_per_route` rows (0: no
+    cap). Returns a summary."""
     source = Path(source)
     with engine.connect() as conn:
         proxyos_rows_until = state.proxyos_rows_until(conn)
@@ -244,6 +267,10 @@ def ingest(
     ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until)
     ingester.tally.lost = todo.lost
     tally = ingester.run(committed, todo)
+    watermark, newest = aggregate_pending(engine)
+    if watermark < newest:  # a backlog the batches could not count as they went
+        tally.counted += aggregate(engine, clock=clock)["rows"]
+    tally.trimmed = ring.trim(engine, tally.routes, keep_per_route)
     if tally.malformed:
         log.warning(
             "traffic ingest: skipped %d malformed line(s); first: %s",

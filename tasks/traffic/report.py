@@ -1,4 +1,5 @@
-"""Per-route traffic over a recent window, from `traffic_metrics` (for the CLI)."""
+"""Per-route traffic over a recent window (for the CLI): from the `traffic_metrics`
+minutes for up to a day, from the `traffic_rollups` hours or days beyond."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.tables import routes
-from db.tables_traffic import traffic_metrics
+from db.tables_traffic import traffic_metrics, traffic_rollups
 
 from . import histogram
 from .buckets import bucket_start
@@ -54,7 +55,7 @@ def traffic_by_route(
     """(bucket size used, window start in ms, one dict per route, busiest first)."""
     size = bucket_for(since_s)
     start = bucket_start(size, int((now - since_s) * 1000))
-    tm = traffic_metrics
+    tm = traffic_metrics if size == "1m" else traffic_rollups
     query = sa.select(
         tm.c.route_id, tm.c.requests, tm.c.errors, tm.c.bytes, tm.c.latency_hist
     ).where(tm.c.bucket == size, tm.c.bucket_ts >= sa.literal(start, sa.BigInteger))  # ms: past int4

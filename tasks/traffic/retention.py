@@ -21,11 +21,12 @@ class Retention:
     """Retention settings; a number of days of 0 keeps those rows forever."""
 
     access_log_days: float = 7
-    access_log_per_route: int = 0  # newest N rows per route; 0: no cap
+    access_log_per_route: int = 1000  # newest N rows per route (ProxyOS's ring); 0: no cap
     health_keep: int = 100  # newest N results per route / stream
     health_days: float = 30
     metrics_days: dict[str, float] = field(
-        default_factory=lambda: {"1m": 14, "1h": 400, "1d": 0}  # 0: kept forever
+        # 1m: the dashboard's longest view (bandwidth) is 90 days; 0: kept forever
+        default_factory=lambda: {"1m": 90, "1h": 400, "1d": 0}
     )
     task_runs_days: float = 30
 
@@ -63,9 +64,10 @@ def rules(r: Retention) -> list[Rule]:
             out.append(Rule(f"{table} older than {r.health_days:g} days", table, "checked_at",
                             max_age_s=r.health_days * DAY_S))
     for size, days in r.metrics_days.items():
+        table = "traffic_metrics" if size == "1m" else "traffic_rollups"
         if days:
-            out.append(Rule(f"traffic_metrics {size} buckets older than {days:g} days",
-                            "traffic_metrics", "bucket_ts", max_age_s=days * DAY_S,
+            out.append(Rule(f"{table} {size} buckets older than {days:g} days",
+                            table, "bucket_ts", max_age_s=days * DAY_S,
                             condition=f"bucket = '{size}'", scale=1000))
     if r.task_runs_days:
         out.append(Rule(f"task_runs older than {r.task_runs_days:g} days", "task_runs",

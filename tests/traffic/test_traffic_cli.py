@@ -34,11 +34,11 @@ def test_run_once_ingest_aggregate_prune_and_the_traffic_report(env, log_path):
     ingest = run_cli(["run-once", "ingest", "--json"], env)
     assert ingest.returncode == 0, ingest.stderr
     summary = json.loads(ingest.stdout)["summary"]
-    assert summary["inserted"] == 103 and summary["malformed"] == 1
+    assert summary["inserted"] == 103 and summary["counted"] == 103 and summary["malformed"] == 1
 
     aggregate = run_cli(["run-once", "aggregate", "--json"], env)
     assert aggregate.returncode == 0, aggregate.stderr
-    assert json.loads(aggregate.stdout)["summary"]["rows"] == 103
+    assert json.loads(aggregate.stdout)["summary"]["rows"] == 0  # ingest counted them
 
     prune = run_cli(["run-once", "prune", "--json"], env)
     assert prune.returncode == 0, prune.stderr

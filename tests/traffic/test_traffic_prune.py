@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, count_rows
+from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, uncount
 
 from db.engine import sqlite_path, write_transaction
 from db.tables import audit_log, health_checks, task_runs
-from db.tables_traffic import access_log, traffic_metrics
+from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
 from tasks.traffic.prune import MIN_BATCH, Pacing, prune
@@ -36,17 +36,18 @@ def test_every_rule_is_declared_in_one_place_with_the_issue_defaults():
     names = [r.name for r in rules(Retention())]
     assert names == [
         "access_log older than 7 days (counted rows only)",
+        "access_log beyond the newest 1000 per route (counted rows only)",
         "health_checks beyond the newest 100 per route_id",
         "health_checks older than 30 days",
         "stream_health_checks beyond the newest 100 per stream_id",
         "stream_health_checks older than 30 days",
-        "traffic_metrics 1m buckets older than 14 days",
-        "traffic_metrics 1h buckets older than 400 days",
+        "traffic_metrics 1m buckets older than 90 days",
+        "traffic_rollups 1h buckets older than 400 days",
         "task_runs older than 30 days",
     ]
-    capped = rules(Retention(access_log_per_route=1000, metrics_days={"1m": 1, "1h": 2, "1d": 3}))
-    assert "access_log beyond the newest 1000 per route (counted rows only)" in [r.name for r in capped]
-    assert "traffic_metrics 1d buckets older than 3 days" in [r.name for r in capped]
+    changed = [r.name for r in rules(Retention(access_log_per_route=0, metrics_days={"1m": 1, "1h": 2, "1d": 3}))]
+    assert not [name for name in changed if name.startswith("access_log beyond")]  # 0: no cap
+    assert "traffic_rollups 1d buckets older than 3 days" in changed
 
 
 def test_prune_never_deletes_a_row_that_is_not_aggregated(any_engine, log_path):
@@ -55,6 +56,7 @@ def test_prune_never_deletes_a_row_that_is_not_aggregated(any_engine, log_path):
     append(log_path, "".join(caddy_line("a.example.com", old + i, uri=f"/{i}") for i in range(30)))
     append(log_path, "".join(caddy_line("a.example.com", NOW - 60, uri="/new") for _ in range(5)))
     ingest(any_engine, log_path)
+    uncount(any_engine)  # a backlog the aggregate job counts
 
     def stop_after_first(event, number):
         if event == "committed" and number == 1:
@@ -80,8 +82,7 @@ def test_a_per_route_cap_keeps_the_newest_counted_rows(engine, log_path):
     add_route(engine, "r1", "b.example.com")
     append(log_path, "".join(caddy_line("a.example.com", NOW - 100 + i) for i in range(50)))
     append(log_path, "".join(caddy_line("b.example.com", NOW - 100 + i) for i in range(5)))
-    ingest(engine, log_path)
-    aggregate(engine)
+    ingest(engine, log_path, keep_per_route=0)
     run_prune(engine, Retention(access_log_per_route=20))
     with engine.connect() as conn:
         per_route = dict(conn.execute(
@@ -129,10 +130,8 @@ def test_metrics_and_task_runs_follow_their_own_ages(any_engine):
         return {"id": f"{size}-{age_days}", "route_id": "r0", "bucket": size, "bucket_ts": ts}
 
     with write_transaction(any_engine) as conn:
-        conn.execute(traffic_metrics.insert(), [
-            metric("1m", 13), metric("1m", 15), metric("1h", 399), metric("1h", 401),
-            metric("1d", 5000),
-        ])
+        conn.execute(traffic_metrics.insert(), [metric("1m", 89), metric("1m", 91)])
+        conn.execute(traffic_rollups.insert(), [metric("1h", 399), metric("1h", 401), metric("1d", 5000)])
         conn.execute(task_runs.insert(), [
             {"id": "new", "job": "x", "status": "ok", "started_at": NOW - 29 * DAY_S},
             {"id": "old", "job": "x", "status": "ok", "started_at": NOW - 31 * DAY_S},
@@ -140,8 +139,8 @@ def test_metrics_and_task_runs_follow_their_own_ages(any_engine):
         ])
     run_prune(any_engine)
     with any_engine.connect() as conn:
-        assert sorted(conn.execute(sa.select(traffic_metrics.c.id)).scalars()) == [
-            "1d-5000", "1h-399", "1m-13"]
+        assert list(conn.execute(sa.select(traffic_metrics.c.id)).scalars()) == ["1m-89"]
+        assert sorted(conn.execute(sa.select(traffic_rollups.c.id)).scalars()) == ["1d-5000", "1h-399"]
         assert sorted(conn.execute(sa.select(task_runs.c.id)).scalars()) == ["new", "stuck"]
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from db.engine import write_transaction
 from db.tables import routes
-from db.tables_traffic import access_log, traffic_metrics
-from tasks.traffic import histogram
+from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from tasks.traffic import histogram, state
 
 NOW = 1_764_000_000  # a fixed "now" (2025-11-24T16:00:00Z), on a whole day
 
@@ -92,8 +92,10 @@ def recount(engine) -> dict:
 
 
 def stored(engine) -> dict:
+    """Every bucket the workers keep: the minutes and the rollups."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(traffic_metrics)).mappings().all()
+        rows = [*conn.execute(sa.select(traffic_metrics)).mappings(),
+                *conn.execute(sa.select(traffic_rollups)).mappings()]
     return {
         (r["route_id"], r["bucket"], r["bucket_ts"]): (
             {f: r[f] for f in FIELDS}, histogram.decode(r["latency_hist"])
@@ -105,3 +107,12 @@ def stored(engine) -> dict:
 def count_rows(engine, table) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+
+
+def uncount(engine) -> None:
+    """Turn what ingest stored into a backlog: no buckets, the watermark back at 0 (as
+    after an upgrade from workers that left counting to the aggregate job)."""
+    with write_transaction(engine) as conn:
+        conn.execute(sa.delete(traffic_metrics))
+        conn.execute(sa.delete(traffic_rollups))
+        state.compare_and_set(conn, state.AGGREGATED_SEQ, state.read(conn, state.AGGREGATED_SEQ), 0)

@@ -16,7 +16,8 @@ from ..registry import Job, JobContext
 
 def _run_ingest(ctx: JobContext, _options: dict) -> dict:
     s = settings_traffic.load(ctx.settings.env)
-    return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock)
+    return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
+                  keep_per_route=s.retention.access_log_per_route)
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
@@ -67,7 +68,8 @@ def _render(summary) -> str:
 JOBS = [
     Job(
         name="ingest",
-        help="Read new lines of Caddy's JSON access log (PROXYOS_ACCESS_LOG) into access_log.",
+        help="Read new lines of Caddy's JSON access log (PROXYOS_ACCESS_LOG) into access_log, count them "
+        "into the traffic_metrics minutes, and keep each route's newest rows.",
         run=_run_ingest,
         every=5.0,
         lease_seconds=30.0,
@@ -78,7 +80,8 @@ JOBS = [
     ),
     Job(
         name="aggregate",
-        help="Count every new access_log row into traffic_metrics 1m/1h/1d buckets, exactly once.",
+        help="Count access_log rows not counted yet (a backlog; ingest counts as it goes) into the "
+        "traffic_metrics 1m and traffic_rollups 1h/1d buckets, exactly once.",
         run=_run_aggregate,
         every=60.0,
         lease_seconds=30.0,

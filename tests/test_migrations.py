@@ -292,3 +292,46 @@ def test_millisecond_timestamps_fit_on_every_database(any_engine):
             "INSERT INTO traffic_metrics (id, route_id, bucket, bucket_ts) VALUES ('m', 'r', '1m', :ts)"),
             {"ts": 1_764_000_000_000})
         assert conn.execute(sa.text("SELECT bucket_ts FROM traffic_metrics")).scalar() == 1_764_000_000_000
+
+
+def _upgrade_to(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def test_0007_moves_the_rollups_out_of_traffic_metrics_row_for_row(any_url):
+    """ProxyOS's readers sum every traffic_metrics row: 1h/1d buckets move to traffic_rollups,
+    each row unchanged; the 1m rows (the workers' and ProxyOS's own) stay where they are."""
+    engine = create_engine(any_url)
+    _upgrade_to(engine, "0006")
+    columns = ("id", "route_id", "bucket", "bucket_ts", "requests", "bytes", "errors", "status_2xx",
+               "status_3xx", "status_4xx", "status_5xx", "latency_sum_ms", "latency_hist")
+    sample = [
+        ("1m-1764000000000-r1", "r1", "1m", 1_764_000_000_000, 3, 30, 1, 2, 0, 0, 1, 12, '{"9":3}'),
+        ("V1StGXR8_Z5jdHi6B-myT", "r1", "1m", 1_764_000_060_000, 1, 5, 0, 1, 0, 0, 0, 4, None),
+        ("1h-1764000000000-r1", "r1", "1h", 1_764_000_000_000, 4, 35, 1, 3, 0, 0, 1, 16, '{"9":4}'),
+        ("1d-1763942400000-r1", "r1", "1d", 1_763_942_400_000, 4, 35, 1, 3, 0, 0, 1, 16, '{"9":4}'),
+        ("1h-1764003600000-r2", "r2", "1h", 1_764_003_600_000, 7, 70, 0, 7, 0, 0, 0, 70, None),
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO traffic_metrics ({', '.join(columns)}) VALUES "
+                             f"({', '.join(':' + c for c in columns)})"),
+                     [dict(zip(columns, row, strict=True)) for row in sample])
+    before = rows(engine)
+    _upgrade_to(engine, "0007")
+    after = rows(engine)
+    select = f"SELECT {', '.join(columns)} FROM {{}} ORDER BY id"
+    with engine.connect() as conn:
+        minutes = [tuple(r) for r in conn.execute(sa.text(select.format("traffic_metrics")))]
+        rollups = [tuple(r) for r in conn.execute(sa.text(select.format("traffic_rollups")))]
+    assert minutes == sorted(r for r in sample if r[2] == "1m")
+    assert rollups == sorted(r for r in sample if r[2] != "1m")
+    for table in before:
+        if table != "traffic_metrics":
+            assert after[table] == before[table], f"{table} changed"
+    engine.dispose()

@@ -152,6 +152,8 @@ def aggregate(
             high = min(watermark + batch_rows, newest)
             counted = batch.group(watermark, high)
             number = batches + 1
+            if on_batch:
+                on_batch("grouped", number)
             hook = (lambda n=number: on_batch("before_commit", n)) if on_batch else None
             try:
                 batch.apply(watermark, high, hook)

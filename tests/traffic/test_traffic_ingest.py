@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, count_rows
+from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, recount, stored
 
 from db.engine import write_transaction
 from db.tables_traffic import access_log
@@ -220,8 +220,10 @@ def test_a_crash_between_batches_loses_and_duplicates_nothing(engine, sqlite_url
     assert done.returncode == 9, done.stderr
     rows_after_crash = count_rows(engine, access_log)
     assert rows_after_crash == (14 if event == "before_commit" else 21)
+    assert stored(engine) == recount(engine)  # the counts committed with the rows, or not at all
     ingest(engine, log_path, batch_lines=7)
     assert uris(engine) == expected(0, 50)
+    assert stored(engine) == recount(engine)
     with engine.connect() as conn:
         seqs = sorted(conn.execute(sa.select(access_log.c.seq)).scalars())
     assert seqs == list(range(1, 51))

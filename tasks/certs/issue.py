@@ -381,7 +381,7 @@ def _store(
     )
     outcome = Outcome(
         row.id,
-        names[0],
+        row.domain,
         "renewed" if renewal else "issued",
         None,
         expires_at,

@@ -87,6 +87,6 @@ def renewal_time(row) -> int | None:
     lifetime rule on its dates (rows the dashboard wrote have no `renew_at`)."""
     if row.renew_at is not None:
         return int(row.renew_at)
-    if row.issued_at and row.expires_at:
+    if row.issued_at is not None and row.expires_at is not None:
         return renew_at(row.issued_at, row.expires_at)
     return None

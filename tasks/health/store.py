@@ -22,6 +22,7 @@ from db.tables_health import (
 )
 
 from .config import CHECKED_TYPES
+from .row_ids import new_check_id
 from .state import Change, State, advance
 from .verdict import CheckResult
 
@@ -184,7 +185,7 @@ def _write_kind(
 def _history_row(result: CheckResult, checked_at: int) -> dict:
     if result.kind == "route":
         return {
-            "id": new_id(),
+            "id": new_check_id(),
             "route_id": result.target_id,
             "checked_at": checked_at,
             "status_code": result.status_code,

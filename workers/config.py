@@ -18,6 +18,9 @@ import sqlalchemy as sa
 
 from tasks.redaction import remember
 
+from . import job_selection
+from .job_selection import JobSelection
+
 
 class ConfigError(Exception):
     """An environment variable has a value the workers cannot use."""
@@ -92,6 +95,7 @@ class Settings:
     shutdown_timeout_s: float
     secret: str | None = field(default=None, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    jobs: JobSelection = field(default_factory=JobSelection)  # PROXYOS_JOBS
 
     @property
     def log_level_number(self) -> int:
@@ -161,4 +165,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_timeout_s=env_float(env, "PROXYOS_SHUTDOWN_TIMEOUT", 30.0),
         secret=secret,
         env=env,
+        jobs=job_selection.from_env(env),
     )

@@ -11,7 +11,9 @@ from huey.consumer import Consumer
 
 from .config import Settings
 from .history import close_orphaned_runs
+from .job_selection import enabled_jobs
 from .leases import release_dead_leases
+from .other_writers import WriterWatch
 from .queue import JobQueue, build_huey
 from .registry import JobContext, discover
 from .runner import record_failure
@@ -45,14 +47,14 @@ class GracefulConsumer(Consumer):
 def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[JobQueue, JobContext]:
     """The job queue and the context its tasks run with (which can enqueue follow-ups)."""
     jobs = discover()
-    for job in jobs.values():
+    for job in enabled_jobs(jobs.values(), settings.jobs):  # a disabled job's settings do not matter here
         if job.check_settings:
             job.check_settings(settings.env)
     holder: dict[str, JobQueue] = {}
     ctx = context or JobContext(
         settings, enqueue=lambda job, delay=None, **o: holder["q"].enqueue(job, delay, **o), buffered_history=True
     )
-    queue = JobQueue(build_huey(settings.queue), jobs, context=lambda: ctx)
+    queue = JobQueue(build_huey(settings.queue), jobs, context=lambda: ctx, after_run=WriterWatch().after_run)
     holder["q"] = queue
     return queue, ctx
 
@@ -70,7 +72,8 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
     def unscheduled(job: str, error: Exception) -> None:
         record_failure(ctx, job, "could not schedule this run", error)
 
-    scheduler = PeriodicScheduler(ctx.engine, queue.jobs.values(), queue.enqueue, report=unscheduled)
+    scheduler = PeriodicScheduler(ctx.engine, enabled_jobs(queue.jobs.values(), settings.jobs), queue.enqueue,
+                                  report=unscheduled)
     consumer = GracefulConsumer(
         queue.huey,
         workers=workers,
@@ -82,7 +85,9 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
     )
     if periodic:
         scheduler.start()
-        log.info("periodic jobs: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in scheduler.jobs))
+        log.info("periodic jobs: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in scheduler.jobs) or "none")
+        if settings.jobs.disabled:
+            log.info("disabled by PROXYOS_JOBS=%s: %s", settings.jobs.spec, ", ".join(sorted(settings.jobs.disabled)))
     try:
         consumer.run()
     finally:

@@ -18,7 +18,7 @@ from huey.utils import normalize_time
 
 from .config import QueueConfig
 from .registry import Job, JobContext
-from .runner import run_job
+from .runner import record_skipped, run_job
 
 QUEUE_NAME = "proxyos"
 ON_DEMAND = "on_demand"  # a request made by someone (`enqueue`), not a periodic tick
@@ -46,10 +46,17 @@ def retry_delay(attempt: int) -> float:
 class JobQueue:
     """Registers every job as a Huey task and enqueues them by name."""
 
-    def __init__(self, huey: Huey, jobs: Mapping[str, Job], context: Callable[[], JobContext]):
+    def __init__(
+        self,
+        huey: Huey,
+        jobs: Mapping[str, Job],
+        context: Callable[[], JobContext],
+        after_run: Callable[[JobContext, str], object] | None = None,
+    ):
         self.huey = huey
         self.jobs = dict(jobs)
         self._context = context
+        self._after_run = after_run  # called after each run this process made (not a refused one)
         self.tasks: dict[str, TaskWrapper] = {
             name: self._register(job) for name, job in self.jobs.items()
         }
@@ -58,15 +65,24 @@ class JobQueue:
         context = self._context
 
         def execute(options: dict, task=None) -> None:
+            ctx = context()
+            task_id = task.id if task else None
+            # This consumer's PROXYOS_JOBS decides, whoever enqueued the message.
+            refused = ctx.settings.jobs.refusal(job.name)
+            if refused:
+                record_skipped(ctx, job.name, refused, task_id)
+                return
             on_demand = bool(options.get(ON_DEMAND))
             delay = retry_delay(options.get(ATTEMPT, 0))
-            result = run_job(context(), job, options, task_id=task.id if task else None,
+            result = run_job(ctx, job, options, task_id=task_id,
                              when_busy=f"this request is retried in {delay:g} s" if on_demand else None)
             if result.busy and on_demand:
                 # A run already in progress may have begun before what this request is
                 # for (rows that came in since): the request waits for its own run.
                 retried = {**options, ATTEMPT: options.get(ATTEMPT, 0) + 1}
                 self.enqueue(job.name, delay=delay, **retried)
+            if self._after_run:
+                self._after_run(ctx, job.name)
 
         execute.__name__ = f"job_{job.name}"
         return self.huey.task(name=job.name, context=True)(execute)

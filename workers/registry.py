@@ -7,6 +7,7 @@ means adding one module there: the CLI, the queue and the scheduler find it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 import time
@@ -89,6 +90,7 @@ class Job:
     check_settings: Callable[[Mapping[str, str]], Any] | None = None
     render: Callable[[Mapping[str, Any]], str] | None = None  # run-once's text output
     hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
+    area: str = ""  # the module in workers/jobs/ that defines it (health, certs, traffic, backup)
 
 
 def discover() -> dict[str, Job]:
@@ -101,5 +103,5 @@ def discover() -> dict[str, Job]:
         for job in getattr(module, "JOBS", ()):
             if job.name in found:
                 raise RuntimeError(f"job {job.name!r} is defined twice")
-            found[job.name] = job
+            found[job.name] = dataclasses.replace(job, area=job.area or module_info.name)
     return found

@@ -172,6 +172,12 @@ def record_failure(ctx: JobContext, job: str, what: str, error: Exception) -> No
     _record_finished(ctx, RunResult(new_id(), job, "error", 0, {}, message), None, time.time())
 
 
+def record_skipped(ctx: JobContext, job: str, why: str, task_id: str | None = None) -> RunResult:
+    """Record a run of `job` that was not started on purpose (e.g. the job is disabled here)."""
+    log.info("job %s skipped: %s", job, why)
+    return _record_finished(ctx, RunResult(new_id(), job, "skipped", 0, {}, why), task_id, time.time())
+
+
 def _record_finished(ctx: JobContext, result: RunResult, task_id: str | None, started: float) -> RunResult:
     try:
         ctx.history.started(_row(result, task_id, started, finished=started))

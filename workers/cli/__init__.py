@@ -21,8 +21,9 @@ DESCRIPTION = """\
 Background workers of ProxyOS: health checks, certificates, traffic, backups.
 
 Configuration comes from environment variables (PROXYOS_DB_PATH, PROXYOS_DATABASE_URL,
-PROXYOS_QUEUE_URL, PROXYOS_SECRET, PROXYOS_BACKUP_DIR, LOG_LEVEL, PROXYOS_LOG_FORMAT, ...);
-see the README for the full list.
+PROXYOS_QUEUE_URL, PROXYOS_SECRET, PROXYOS_JOBS, PROXYOS_BACKUP_DIR, LOG_LEVEL,
+PROXYOS_LOG_FORMAT, ...); see the README for the full list. PROXYOS_JOBS chooses what
+these workers run (default all; e.g. all,-health leaves route health checks to ProxyOS).
 """
 
 EXAMPLES = """\

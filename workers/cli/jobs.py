@@ -8,7 +8,7 @@ from ..consumer import build_queue
 from ..registry import JobContext, discover
 from ..runner import run_job
 from ..startup import open_database
-from .common import add_command, print_json
+from .common import Failure, add_command, print_json
 
 DEFAULT_WAIT_S = 300.0
 
@@ -42,7 +42,8 @@ def register(commands) -> None:
         help="run one job now, in the foreground",
         description="Run one job in this process, without the queue. The run is recorded in "
         "task_runs like any other; the summary is printed; the exit code is 1 if the job failed. "
-        "If a run of the job is already in progress, this one waits for it to end (see --wait).",
+        "If a run of the job is already in progress, this one waits for it to end (see --wait). "
+        "A job that PROXYOS_JOBS disables here is refused (exit code 1).",
         example="proxyos-worker run-once backup --json",
     )
     _add_job_parsers(once, jobs, foreground=True)
@@ -55,7 +56,8 @@ def register(commands) -> None:
         description="Put one job on the queue and print its task id; a running consumer "
         "executes it. If a run of the job is in progress then, the request is retried "
         "(after 2, 4, 8 ... up to 30 s) until it runs. See `proxyos-worker status` and "
-        "task_runs for the outcome.",
+        "task_runs for the outcome. A job that PROXYOS_JOBS disables here is refused (exit code 1); "
+        "a consumer whose PROXYOS_JOBS disables it records the request as skipped.",
         example="proxyos-worker enqueue backup",
     )
     _add_job_parsers(enqueue, jobs, foreground=False)
@@ -66,9 +68,16 @@ def _options(args, job) -> dict:
     return {o.dest: getattr(args, o.dest) for o in job.options if getattr(args, o.dest) is not None}
 
 
+def _refuse_if_disabled(command: str, job: str, settings) -> None:
+    refused = settings.jobs.refusal(job)
+    if refused:
+        raise Failure(f"{command} {job}: not run: {refused}")
+
+
 def handle_run_once(args, settings) -> int:
     jobs = discover()
     job = jobs[args.job]
+    _refuse_if_disabled("run-once", job.name, settings)
     if job.check_settings:
         job.check_settings(settings.env)
     open_database(settings).dispose()
@@ -95,6 +104,7 @@ def handle_run_once(args, settings) -> int:
 
 
 def handle_enqueue(args, settings) -> int:
+    _refuse_if_disabled("enqueue", args.job, settings)
     open_database(settings).dispose()
     queue, ctx = build_queue(settings)
     job = queue.jobs[args.job]

@@ -15,7 +15,9 @@ def register(commands) -> None:
         "and enqueue periodic jobs on their schedule. Any number of `run` processes may "
         "share one database and queue: each periodic tick is enqueued once in all. "
         "SIGTERM or SIGINT stop gracefully: no new task starts, running ones get "
-        "PROXYOS_SHUTDOWN_TIMEOUT seconds (default 30) to finish; a second signal stops at once.",
+        "PROXYOS_SHUTDOWN_TIMEOUT seconds (default 30) to finish; a second signal stops at once. "
+        "Only the jobs PROXYOS_JOBS enables are scheduled and run (default all); a message for "
+        "another is recorded as skipped.",
         example="proxyos-worker run --workers 8\nproxyos-worker run --no-periodic   # an extra consumer",
     )
     parser.add_argument("--workers", type=int, default=4, metavar="N", help="worker threads (default 4)")

@@ -9,8 +9,10 @@ import sqlalchemy as sa
 from db.engine import create_engine, describe_url
 from db.migrate import status as migration_status
 from db.tables import job_schedule, task_runs
+from tasks.other_writers import detect
 
 from ..consumer import build_queue
+from ..other_writers import watched_tables
 from ..registry import JobContext
 from .common import add_command, format_duration, format_time, print_json, print_table
 
@@ -21,8 +23,11 @@ def register(commands) -> None:
         "status",
         help="what each periodic job did last, when it runs next, and the queue depth",
         description="For each periodic job: its schedule, its last run (time, status, "
-        "duration, error) and its next run; then the queue depth, the database location "
-        "and its schema revision, and each area's own summary (e.g. health).",
+        "duration, error) and its next run, or `disabled` when PROXYOS_JOBS leaves it out "
+        "here; then the queue depth, the database location and its schema revision, the jobs "
+        "PROXYOS_JOBS disables, any other writer (one of ProxyOS's own loops) seen in the last "
+        "hour in a table an enabled job writes, with what to set, and each area's own summary "
+        "(e.g. health).",
         example="proxyos-worker status --json | jq .jobs",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -60,18 +65,21 @@ def collect(settings) -> dict:
             ticks = (
                 {r.job: r.last_tick for r in conn.execute(sa.select(job_schedule))} if have_tables else {}
             )
+        selection = settings.jobs
         for job in queue.jobs.values():
             if job.every:
                 run = last.get(job.name, {})
                 tick = ticks.get(job.name)
+                enabled = selection.allows(job.name)
                 jobs.append({
                     "job": job.name,
                     "every_s": job.every,
+                    "enabled": enabled,
                     "last_started_at": run.get("started_at"),
                     "last_status": run.get("status"),
                     "last_duration_ms": run.get("duration_ms"),
                     "last_error": run.get("error"),
-                    "next_run_at": max(now, tick + job.every) if tick else now,
+                    "next_run_at": (max(now, tick + job.every) if tick else now) if enabled else None,
                 })
             if job.status and have_tables:
                 sections[job.name] = dict(job.status(ctx))
@@ -80,6 +88,10 @@ def collect(settings) -> dict:
             "schema": {"current": revision.current, "head": revision.head, "pending": revision.pending},
             "queue": {"location": settings.queue.describe(), "kind": settings.queue.kind, **queue.depth()},
             "jobs": jobs,
+            "job_selection": {"PROXYOS_JOBS": selection.spec, "disabled": sorted(selection.disabled)},
+            "other_writers": [
+                w.as_dict() for w in (detect(engine, watched_tables(selection), now) if have_tables else [])
+            ],
             **sections,
         }
     finally:
@@ -104,13 +116,21 @@ def handle(args, settings) -> int:
             [
                 j["job"], format_duration(j["every_s"]), format_time(j["last_started_at"]),
                 j["last_status"], format_duration((j["last_duration_ms"] or 0) / 1000) if j["last_status"] else "-",
-                format_time(j["next_run_at"]), (j["last_error"] or "")[:80],
+                format_time(j["next_run_at"]) if j["enabled"] else "disabled", (j["last_error"] or "")[:80],
             ]
             for j in report["jobs"]
         ],
     )
+    selection = report["job_selection"]
+    if selection["disabled"]:
+        print(f"\ndisabled by PROXYOS_JOBS={selection['PROXYOS_JOBS']}: {', '.join(selection['disabled'])}")
+    print("\nother writers:")
+    for writer in report["other_writers"]:
+        print(f"  {writer['table']}: {writer['message']}")
+    if not report["other_writers"]:
+        print("  none seen in the last hour")
     for name, section in report.items():
-        if name in ("database", "schema", "queue", "jobs"):
+        if name in ("database", "schema", "queue", "jobs", "job_selection", "other_writers"):
             continue
         print(f"\n{name}:")
         for key, value in section.items():

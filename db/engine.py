@@ -113,10 +113,28 @@ def _process_write_lock(engine: Engine) -> threading.Lock | nullcontext:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, conn: Connection | None = None) -> Iterator[Connection]:
     """A short write transaction: BEGIN IMMEDIATE on SQLite, so it never fails half-way
-    on a lock upgrade; commits on success, rolls back on error."""
-    with _process_write_lock(engine), engine.connect() as conn:
+    on a lock upgrade; commits on success, rolls back on error. On `conn` when given (a
+    connection the caller keeps for a series of transactions), else on a pooled one."""
+    with _process_write_lock(engine), (nullcontext(conn) if conn is not None else engine.connect()) as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def sqlite_cache(conn: Connection, megabytes: int) -> Iterator[None]:
+    """A larger SQLite page cache on this (pooled) connection while a large job runs on
+    it (SQLite's default 2 MB spills and re-reads pages mid-batch); restored afterwards.
+    Nothing on other databases."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    raw.execute(f"PRAGMA cache_size = -{megabytes * 1024}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA cache_size = {int(before)}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.traffic.aggregate import DEFAULT_BATCH_ROWS
+from tasks.traffic.ingest import DEFAULT_BATCH_LINES
 from tasks.traffic.prune import MAX_BATCH, Pacing
 from tasks.traffic.retention import Retention
 
@@ -47,7 +48,7 @@ def load(env: Mapping[str, str]) -> TrafficSettings:
     )
     return TrafficSettings(
         access_log=Path(env_str(env, "PROXYOS_ACCESS_LOG", DEFAULT_ACCESS_LOG)),
-        ingest_batch=env_int(env, "PROXYOS_TRAFFIC_INGEST_BATCH", 5000, minimum=1),
+        ingest_batch=env_int(env, "PROXYOS_TRAFFIC_INGEST_BATCH", DEFAULT_BATCH_LINES, minimum=1),
         aggregate_batch=env_int(env, "PROXYOS_TRAFFIC_AGGREGATE_BATCH", DEFAULT_BATCH_ROWS, minimum=1),
         retention=retention,
         pacing=Pacing(

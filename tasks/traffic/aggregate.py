@@ -23,13 +23,12 @@ this job then only catches up on a backlog (after an upgrade, or a failed count)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from db.engine import write_transaction
+from db.engine import sqlite_cache, write_transaction
 
 from . import aggregate_sql as sql
 from . import histogram, state
@@ -111,21 +110,6 @@ class Batch:
                 before_commit()
 
 
-@contextmanager
-def bigger_cache(conn: Connection, megabytes: int) -> Iterator[None]:
-    """A larger SQLite page cache on this (pooled) connection, restored afterwards."""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    raw = conn.connection.dbapi_connection
-    before = raw.execute("PRAGMA cache_size").fetchone()[0]
-    raw.execute(f"PRAGMA cache_size = -{megabytes * 1024}")
-    try:
-        yield
-    finally:
-        raw.execute(f"PRAGMA cache_size = {int(before)}")
-
-
 def pending(engine: Engine) -> tuple[int, int]:
     """(watermark, newest seq): the rows in between are not yet counted."""
     with engine.connect() as conn:
@@ -146,7 +130,7 @@ def aggregate(
     watermark, newest = pending(engine)
     started = clock()
     rows = batches = 0
-    with engine.connect() as conn, bigger_cache(conn, CACHE_MB):
+    with engine.connect() as conn, sqlite_cache(conn, CACHE_MB):
         batch = Batch(conn)
         while watermark < newest:
             high = min(watermark + batch_rows, newest)

@@ -10,7 +10,9 @@ rollups) and moves the aggregate watermark, whenever that watermark is caught up
 open minute the dashboard reads is never more than one ingest run behind the log, and
 no one (ProxyOS's own access-log ring included) can delete a row before it is counted.
 A backlog (after an upgrade, or a failed count) is counted in batches at the end of the
-run. Then each route written to is trimmed to its newest rows (`ring`).
+run. Each route written to is cut to its newest rows (`ring`): in the batch's
+transaction, the rows beyond the cap within the batch alone; at the end of the run, the
+rest.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from db.engine import write_transaction
+from db.engine import sqlite_cache, write_transaction
 from db.sql import insert_or_ignore
 from db.tables_traffic import traffic_ingest_position as positions
 from tasks.outcome import Skipped
@@ -40,7 +42,8 @@ from .rows import insert_rows
 
 log = logging.getLogger("proxyos.traffic.ingest")
 
-DEFAULT_BATCH_LINES = 5000
+DEFAULT_BATCH_LINES = 20_000
+CACHE_MB = 64  # SQLite page cache while ingesting: a batch touches every route's pages
 DEFAULT_KEEP_PER_ROUTE = 1000  # ProxyOS's access-log ring
 SAMPLE_CHARS = 160
 MAX_UNMATCHED_SAMPLES = 5
@@ -130,6 +133,7 @@ class Ingester:
         clock: Callable[[], float],
         on_batch: BatchHook | None,
         proxyos_rows_until: int = 0,
+        keep_per_route: int = 0,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -139,10 +143,12 @@ class Ingester:
         self.clock = clock
         self.on_batch = on_batch
         self.tally = Tally()
+        self.keep_per_route = keep_per_route
+        self.conn: Connection | None = None  # one connection for the run's batches
 
     def _commit(self, expected: Position, new: Position, batch: _Batch) -> None:
         number = self.tally.batches + 1
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, self.conn) as conn:
             moved = conn.execute(
                 sa.update(positions)
                 .where(
@@ -165,17 +171,19 @@ class Ingester:
             ).rowcount
             if moved != 1:
                 raise PositionMoved(f"another ingest run read {self.source} first; stopped")
-            counted = 0
+            counted = trimmed = 0
             if batch.rows:
                 first = state.allocate(conn, state.INGEST_SEQ, len(batch.rows))
                 insert_rows(conn, first, batch.rows)
                 if state.read(conn, state.AGGREGATED_SEQ) == first - 1:
                     counted = count_in_transaction(conn, first - 1, first + len(batch.rows) - 1)
+                    trimmed = ring.delete_seqs(conn, ring.overflow(batch.rows, first, self.keep_per_route))
             if self.on_batch:
                 self.on_batch("before_commit", number)
         self.tally.batches = number
         self.tally.inserted += len(batch.rows)
         self.tally.counted += counted
+        self.tally.trimmed += trimmed
         self.tally.routes.update(row[0] for row in batch.rows)
         if self.on_batch:
             self.on_batch("committed", number)
@@ -220,6 +228,10 @@ class Ingester:
         return new
 
     def run(self, committed: Position, todo: Plan) -> Tally:
+        with self.engine.connect() as self.conn, sqlite_cache(self.conn, CACHE_MB):
+            return self._run(committed, todo)
+
+    def _run(self, committed: Position, todo: Plan) -> Tally:
         for segment in todo.segments:
             self.tally.files.append(str(segment.path))
             batch, offset = _Batch(), segment.start.offset
@@ -243,8 +255,8 @@ def ingest(
     keep_per_route: int = DEFAULT_KEEP_PER_ROUTE,
 ) -> dict:
     """Read every complete new line of `source` into `access_log` and count it into the
-    buckets; then trim each route written to to its newest `keep_per_route` rows (0: no
-    cap). Returns a summary."""
+    buckets; keep each route written to at its newest `keep_per_route` rows (0: no cap).
+    Returns a summary."""
     source = Path(source)
     with engine.connect() as conn:
         proxyos_rows_until = state.proxyos_rows_until(conn)
@@ -264,13 +276,13 @@ def ingest(
         raise Skipped(f"no access log at {source} (set PROXYOS_ACCESS_LOG)")
     if todo.lost:
         log.warning("traffic ingest: lines may be missing: %s", todo.lost)
-    ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until)
+    ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until, keep_per_route)
     ingester.tally.lost = todo.lost
     tally = ingester.run(committed, todo)
     watermark, newest = aggregate_pending(engine)
     if watermark < newest:  # a backlog the batches could not count as they went
         tally.counted += aggregate(engine, clock=clock)["rows"]
-    tally.trimmed = ring.trim(engine, tally.routes, keep_per_route)
+    tally.trimmed += ring.trim(engine, tally.routes, keep_per_route)
     if tally.malformed:
         log.warning(
             "traffic ingest: skipped %d malformed line(s); first: %s",

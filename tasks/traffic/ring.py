@@ -2,9 +2,11 @@
 
 ProxyOS's collector keeps the newest 1,000 rows per route (by `recorded_at`), and its
 route page reads every row of a route every few seconds, so a route must never hold many
-more. The ingest job trims the routes it wrote to after each run. A row is never
-deleted before the aggregate watermark has passed it (it would be lost from the
-counts); such a row is kept, even past the cap, until it is counted.
+more. The ingest job deletes, in each batch's transaction, the batch's rows that are
+beyond the cap within the batch alone (`overflow`), and cuts every route it wrote to at
+the end of each run (`trim`), in key order across routes. A row is never deleted before
+the aggregate watermark has passed it (it would be lost from the counts); such a row is
+kept, even past the cap, until it is counted.
 
 Ties on `recorded_at` (whole seconds) are broken by the row's key (SQLite's rowid,
 which the `(route_id, recorded_at)` index carries; the id on PostgreSQL), so the cap is
@@ -16,54 +18,95 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from db.engine import is_sqlite, write_transaction
+from db.engine import write_transaction
 
 from .retention import COUNTED
 
 DELETE_BATCH = 5000  # rows per write transaction, so the write lock is held briefly
 
 
-def _key(engine: Engine) -> str:
-    return "rowid" if is_sqlite(engine) else "id"
+def _key(engine: Engine | Connection) -> str:
+    return "rowid" if engine.dialect.name == "sqlite" else "id"
 
 
-def _oldest_kept(engine: Engine, route: str, keep: int) -> tuple | None:
-    """(recorded_at, key) of the newest row beyond the newest `keep`, or None."""
-    key = _key(engine)
-    with engine.connect() as conn:  # a plain read: no write lock
-        return conn.execute(
-            sa.text(
-                f"SELECT recorded_at, {key} FROM access_log WHERE route_id = :route"
-                f" ORDER BY recorded_at DESC, {key} DESC LIMIT 1 OFFSET :keep"
-            ),
-            {"route": route, "keep": keep},
-        ).first()
-
-
-def trim_route(engine: Engine, route: str, keep: int) -> int:
-    """Delete the counted rows of `route` beyond its newest `keep`; returns how many."""
-    bound = _oldest_kept(engine, route, keep)
-    if bound is None:
-        return 0
-    key = _key(engine)
-    statement = sa.text(
-        f"DELETE FROM access_log WHERE {key} IN (SELECT {key} FROM access_log"
-        f" WHERE route_id = :route AND (recorded_at < :ts OR (recorded_at = :ts AND {key} <= :key))"
-        f" AND {COUNTED} LIMIT {DELETE_BATCH})"
+def _probe(key: str) -> sa.TextClause:
+    return sa.text(
+        f"SELECT recorded_at, {key} FROM access_log WHERE route_id = :route"
+        f" ORDER BY recorded_at DESC, {key} DESC LIMIT 1 OFFSET :keep"
     )
-    total = 0
-    while True:
-        with write_transaction(engine) as conn:
-            deleted = conn.execute(statement, {"route": route, "ts": bound[0], "key": bound[1]}).rowcount
-        total += deleted
-        if deleted < DELETE_BATCH:
-            return total
+
+
+def overflow(rows: list[tuple], first_seq: int, keep: int) -> list[int]:
+    """The seqs of the ingest `rows` (numbered from `first_seq`) that are not among the
+    newest `keep` of their route within `rows` itself: the cap would delete them
+    whatever the table holds. Deleted in the transaction that inserted them, their pages
+    are still dirty in the cache: that costs far less than deleting them later."""
+    if keep <= 0:
+        return []
+    positions: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        positions.setdefault(row[0], []).append(i)
+    doomed: list[int] = []
+    for mine in positions.values():
+        if len(mine) > keep:
+            mine.sort(key=lambda i: (rows[i][8], i))  # 8: recorded_at; ties: later is newer
+            doomed.extend(first_seq + i for i in mine[: len(mine) - keep])
+    return doomed
+
+
+def delete_seqs(conn: Connection, seqs: list[int]) -> int:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    if not seqs:
+        return 0
+    return conn.exec_driver_sql(f"DELETE FROM access_log WHERE seq = {mark}", [(s,) for s in seqs]).rowcount
+
+
+def _bounds(engine: Engine, routes: list[str], keep: int) -> list[tuple[str, tuple]]:
+    """(route, (recorded_at, key) of its newest row beyond the newest `keep`) for each
+    route that holds more than `keep` rows: one index probe per route, in one read."""
+    probe = _probe(_key(engine))
+    found = []
+    with engine.connect() as conn:  # a plain read: no write lock
+        for route in routes:
+            bound = conn.execute(probe, {"route": route, "keep": keep}).first()
+            if bound is not None:
+                found.append((route, tuple(bound)))
+    return found
+
+
+def _doomed(engine: Engine, bounds: list[tuple[str, tuple]]) -> list[tuple]:
+    """(key, route, bound recorded_at) of every counted row beyond its route's bound, in
+    key order: deleting in that order walks the table and most indexes front to back,
+    instead of hopping across them route by route."""
+    key = _key(engine)
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    select = (
+        f"SELECT {key} FROM access_log WHERE route_id = {mark}"
+        f" AND recorded_at <= {mark} AND (recorded_at < {mark} OR {key} <= {mark}) AND {COUNTED}"
+    )
+    found: list[tuple] = []
+    with engine.connect() as conn:  # a plain read: no write lock
+        for route, (ts, bound) in bounds:
+            keys = conn.exec_driver_sql(select, (route, ts, ts, bound)).scalars().all()
+            found.extend((k, route, ts) for k in keys)
+    found.sort()
+    return found
 
 
 def trim(engine: Engine, routes: Iterable[str], keep: int) -> int:
-    """Trim each of `routes` to its newest `keep` rows (0: no cap); returns rows deleted."""
+    """Delete the counted rows of each of `routes` beyond its newest `keep` (0: no cap),
+    at most `DELETE_BATCH` rows a write transaction; returns how many were deleted."""
     if keep <= 0:
         return 0
-    return sum(trim_route(engine, route, keep) for route in sorted(set(routes)))
+    doomed = _doomed(engine, _bounds(engine, sorted(set(routes)), keep))
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    # the route and bound are checked again: a SQLite rowid freed meanwhile may be reused
+    delete = (f"DELETE FROM access_log WHERE {_key(engine)} = {mark} AND route_id = {mark}"
+              f" AND recorded_at <= {mark}")
+    total = 0
+    for start in range(0, len(doomed), DELETE_BATCH):
+        with write_transaction(engine) as conn:  # straight to the driver: many small statements
+            total += conn.exec_driver_sql(delete, doomed[start : start + DELETE_BATCH]).rowcount
+    return total

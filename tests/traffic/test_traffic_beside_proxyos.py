@@ -8,6 +8,8 @@ import random
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored, uncount
 
 from db.engine import write_transaction
@@ -139,3 +141,40 @@ def test_the_cap_can_be_turned_off_or_down_to_one(engine, log_path, keep):
     append(log_path, "".join(caddy_line(HOSTS[0], NOW) for _ in range(7)))
     ingest(engine, log_path, keep_per_route=keep)
     assert per_route(engine) == {"r0": keep or 7}
+
+
+LINE = st.tuples(st.sampled_from(HOSTS), st.integers(0, 40))  # few distinct seconds: many ties
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=st.lists(st.lists(LINE, min_size=1, max_size=60), min_size=1, max_size=4),
+       keep=st.integers(1, 12), batch=st.integers(1, 25))
+def test_the_ring_keeps_exactly_the_newest_rows_and_the_minutes_count_every_line(
+        tmp_path_factory, runs, keep, batch):
+    """Whatever the lines (ties, late ones), batch size and cap: after each run every route
+    holds exactly its newest min(lines, cap) rows, by time then order, and the minutes
+    count every line ever read."""
+    from db.engine import create_engine
+    from db.migrate import upgrade
+
+    work = tmp_path_factory.mktemp("ring")
+    engine = create_engine(f"sqlite:///{work / 'proxyos.db'}")
+    upgrade(engine)
+    log = work / "access.log"
+    for i, host in enumerate(HOSTS):
+        add_route(engine, f"r{i}", host)
+    sent: list[tuple[str, int, int]] = []  # (route, recorded_at, order)
+    for lines in runs:
+        append(log, "".join(caddy_line(host, NOW + second, uri=f"/{len(sent) + j}")
+                            for j, (host, second) in enumerate(lines)))
+        sent += [(f"r{HOSTS.index(host)}", NOW + second, len(sent) + j) for j, (host, second) in enumerate(lines)]
+        ingest(engine, log, batch_lines=batch, keep_per_route=keep)
+        with engine.connect() as conn:
+            kept = {(route, path) for route, path in conn.execute(sa.select(access_log.c.route_id, access_log.c.path))}
+        expected = set()
+        for route in ("r0", "r1", "r2"):
+            mine = sorted((ts, order) for r, ts, order in sent if r == route)
+            expected |= {(route, f"/{order}") for _, order in mine[-keep:]}
+        assert kept == expected
+        assert minutes_total(engine) == len(sent)
+    engine.dispose()

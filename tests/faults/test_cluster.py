@@ -186,7 +186,8 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
     env = cert_env(worker_env, fault_bind, fault_pebble, tmp_path / "certs", new_secret())
     log_file = tmp_path / "access.log"
     env.update(PROXYOS_DATABASE_URL=postgres_url, PROXYOS_QUEUE_URL=fresh_redis_url(13), LOG_LEVEL="debug",
-               PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_HEALTH_TIMEOUT="3", PROXYOS_CERT_LEASE_SECONDS="30")
+               PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_HEALTH_TIMEOUT="3", PROXYOS_CERT_LEASE_SECONDS="30",
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: recounted below
     migrated = run_cli(["migrate"], env)  # the Procfile's release step
     assert migrated.returncode == 0, migrated.stderr
     engine = create_engine(postgres_url)

@@ -72,7 +72,8 @@ def test_dashboard_writer_is_never_locked_out(worker_env, tmp_path):
     db_file = tmp_path / "proxyos.db"
     log_file = tmp_path / "access.log"
     route_ids = _prepare(db_file, log_file)
-    env = dict(worker_env, PROXYOS_DATABASE_URL=f"sqlite:///{db_file}", PROXYOS_ACCESS_LOG=str(log_file))
+    env = dict(worker_env, PROXYOS_DATABASE_URL=f"sqlite:///{db_file}", PROXYOS_ACCESS_LOG=str(log_file),
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     writer = subprocess.Popen([sys.executable, str(WRITER), str(db_file), *route_ids[:50]],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     runs = {}

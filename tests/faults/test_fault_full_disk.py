@@ -41,7 +41,8 @@ def _fill(disk, leave_bytes: int) -> None:
 def test_ingest_on_a_full_disk_fails_clearly_and_resumes(small_disk, worker_env, tmp_path):
     db_url = f"sqlite:///{small_disk / 'proxyos.db'}"
     log_file = tmp_path / "access.log"
-    env = dict(worker_env, PROXYOS_DATABASE_URL=db_url, PROXYOS_ACCESS_LOG=str(log_file))
+    env = dict(worker_env, PROXYOS_DATABASE_URL=db_url, PROXYOS_ACCESS_LOG=str(log_file),
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(db_url)
     with engine.begin() as conn:

@@ -27,6 +27,7 @@ def test_ingest_survives_a_postgres_restart_mid_run(private_postgres, worker_env
         worker_env,
         PROXYOS_DATABASE_URL=private_postgres.url,
         PROXYOS_ACCESS_LOG=str(log_file),
+        PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0",
         PROXYOS_TRAFFIC_INGEST_BATCH="200",  # many short transactions: a long run to interrupt
     )
     assert run_cli(["migrate"], env).returncode == 0

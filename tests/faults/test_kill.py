@@ -59,6 +59,7 @@ def backend_env(request, worker_env, tmp_path, fault_bind, fault_pebble):  # noq
         env["PROXYOS_QUEUE_URL"] = fresh_redis_url(14)
     env.update(
         PROXYOS_ACCESS_LOG=str(tmp_path / "access.log"),
+        PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0",  # every row kept: recounted after each kill
         # Many short transactions, so that a kill lands between and inside them.
         PROXYOS_TRAFFIC_INGEST_BATCH="500",
         PROXYOS_TRAFFIC_AGGREGATE_BATCH="1000",
@@ -272,7 +273,8 @@ def test_kills_at_random_moments(backend_env, tmp_path, fault_bind, fault_pebble
 
 def test_sigterm_lets_a_running_ingest_finish(worker_env, tmp_path):
     log_file = tmp_path / "access.log"
-    env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_TRAFFIC_INGEST_BATCH="200")
+    env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_TRAFFIC_INGEST_BATCH="200",
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(env["PROXYOS_DATABASE_URL"])
     with engine.begin() as conn:
@@ -353,7 +355,8 @@ def test_a_run_takes_over_the_lease_of_a_killed_run_on_this_host(worker_env, tmp
 
     log_file = tmp_path / "access.log"
     log_file.write_text(caddy_line("app.test", time.time()) + "\n")
-    env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file))
+    env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file),
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(env["PROXYOS_DATABASE_URL"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -40,7 +40,9 @@ def _disabled(value: str) -> set[str]:
         ("-health", HEALTH),  # a list that begins by leaving out starts from all
         ("traffic,backup", HEALTH | CERTS),
         ("all,-ingest", {"ingest"}),
-        (" traffic , -prune , health-dispatch ", (EVERY_JOB - TRAFFIC - {"health-dispatch"}) | {"prune"}),
+        (" traffic , -prune , health-dispatch , health-batch ",
+         (EVERY_JOB - TRAFFIC - {"health-dispatch", "health-batch"}) | {"prune"}),
+        ("all,-health-dispatch", {"health-dispatch"}),  # health-batch alone: on-demand batches only
         ("backup,prune", EVERY_JOB - {"backup", "prune"}),
         ("all,-all", EVERY_JOB),
     ],
@@ -67,6 +69,17 @@ def test_an_unknown_name_stops_with_one_line_and_exit_2(value, worker_env):
     assert lines[0].startswith("proxyos-worker: PROXYOS_JOBS=")
     assert "expected all, or a comma list of areas (backup, certs, health, traffic)" in lines[0]
     assert "health-dispatch" in lines[0]
+
+
+@pytest.mark.parametrize("value", ["all,-health-batch", "health-dispatch", "traffic,health-dispatch"])
+def test_a_dispatcher_without_the_job_it_feeds_stops_with_one_line(value, worker_env):
+    """health-dispatch claims due checks that only health-batch performs: one without the
+    other would mark checks done that never run."""
+    result = run_cli(["status"], dict(worker_env, PROXYOS_JOBS=value))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "health-dispatch together with health-batch" in lines[0] and "enable both or neither" in lines[0]
 
 
 def test_a_scheduler_tick_enqueues_only_enabled_jobs(engine):

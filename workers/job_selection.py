@@ -5,7 +5,8 @@ backup, certs, health, traffic) and job names, read left to right; `-name` leave
 or a job out again (`all,-health`, `traffic,backup`, `all,-ingest`). A list that begins
 with `-name` starts from all. A name that is both an area and a job (`health`) means the
 area. A disabled job is not scheduled, is refused by `run-once` and `enqueue`, and a
-consumer that receives one records it as skipped.
+consumer that receives one records it as skipped. A job that hands its work to another
+(`Job.feeds`: health-dispatch to health-batch) cannot be enabled without it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class JobSelection:
         return f"{job} is disabled here by {VARIABLE}={self.spec} (add it to {VARIABLE}, or run it where it is enabled)"
 
 
-def parse(raw: str | None, areas: Mapping[str, str]) -> JobSelection:
-    """`raw` against the known jobs (`areas`: job name -> its area). Raises ConfigError
-    for an unknown name or an empty item."""
+def parse(raw: str | None, areas: Mapping[str, str], feeds: Mapping[str, Iterable[str]] | None = None) -> JobSelection:
+    """`raw` against the known jobs (`areas`: job name -> its area; `feeds`: job name ->
+    the jobs it hands its work to). Raises ConfigError for an unknown name, an empty item,
+    or a job enabled without a job it feeds (its work would be claimed and never done)."""
     from .config import ConfigError  # config reads this module; the import is deferred
 
     spec = (raw or "").strip() or "all"
@@ -57,6 +59,11 @@ def parse(raw: str | None, areas: Mapping[str, str]) -> JobSelection:
             enabled -= chosen
         else:
             enabled |= chosen
+    for job, targets in (feeds or {}).items():
+        missing = sorted(t for t in targets if t not in enabled)
+        if job in enabled and missing:
+            raise ConfigError(VARIABLE, spec, f"{job} together with {', '.join(missing)} ({job} claims work "
+                              f"that only {', '.join(missing)} does): enable both or neither")
     return JobSelection(spec=spec, disabled=frozenset(everything - enabled))
 
 
@@ -70,7 +77,8 @@ def accepted(areas: Mapping[str, str]) -> str:
 def from_env(env: Mapping[str, str]) -> JobSelection:
     from .registry import discover  # the registry imports config, which calls this
 
-    return parse(env.get(VARIABLE), {job.name: job.area for job in discover().values()})
+    jobs = discover().values()
+    return parse(env.get(VARIABLE), {job.name: job.area for job in jobs}, {job.name: job.feeds for job in jobs})
 
 
 def enabled_jobs(jobs: Iterable, selection: JobSelection) -> list:

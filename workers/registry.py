@@ -91,6 +91,7 @@ class Job:
     render: Callable[[Mapping[str, Any]], str] | None = None  # run-once's text output
     hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
     area: str = ""  # the module in workers/jobs/ that defines it (health, certs, traffic, backup)
+    feeds: tuple[str, ...] = ()  # jobs it hands its work to: PROXYOS_JOBS keeps them together
 
 
 def discover() -> dict[str, Job]:

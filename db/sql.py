@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 _ALPHABET = string.ascii_letters + string.digits + "_-"  # 64 symbols: 6 random bits each
 
@@ -16,6 +16,12 @@ _ALPHABET = string.ascii_letters + string.digits + "_-"  # 64 symbols: 6 random 
 def new_id(size: int = 21) -> str:
     """A random URL-safe id, the shape ProxyOS uses (nanoid-style, 21 characters)."""
     return "".join(_ALPHABET[byte & 63] for byte in secrets.token_bytes(size))
+
+
+def driver_mark(conn: Connection | Engine) -> str:
+    """The DBAPI driver's parameter mark, for statements sent with `exec_driver_sql`
+    (SQLAlchemy's per-row parameter handling costs more than the rows on hot paths)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def _insert(conn: Connection, table: Table):

@@ -42,7 +42,7 @@ HEALTH_CHECKER = "ProxyOS's health checker"
 COLLECTOR_ADVICE = (
     "the dashboard counts those requests twice; point the dashboard's PROXYOS_ACCESS_LOG at a path Caddy "
     "does not write (e.g. /data/proxyos/access.log.unused) and restart it, so that only the workers read "
-    "the log, or set PROXYOS_JOBS=all,-traffic for the workers to leave traffic to ProxyOS"
+    "the log, or set PROXYOS_JOBS=all,-ingest,-aggregate for the workers to leave traffic to ProxyOS"
 )
 HEALTH_ADVICE = (
     "each route's history holds both its checks and the workers'; ProxyOS has no setting to stop that loop "

@@ -135,7 +135,7 @@ def test_the_collector_writing_after_the_workers_took_over_is_seen_and_never_cou
             traffic_metrics.c.bucket_ts == minute * 1000, traffic_metrics.c.id != ours["id"])).mappings().one()
     assert in_log is not None and in_log.rows == 4 and in_log.newest_at == minute + 3
     assert "ProxyOS's analytics collector" in in_log.message() and "PROXYOS_ACCESS_LOG" in in_log.message()
-    assert "PROXYOS_JOBS=all,-traffic" in in_log.message()
+    assert "PROXYOS_JOBS=all,-ingest,-aggregate" in in_log.message()
     assert in_metrics is not None and in_metrics.table == "traffic_metrics" and in_metrics.rows == 1
     # The workers counted only the rows they ingested (with seq), not ProxyOS's copies.
     assert (ours["requests"], ours["errors"], ours["status_5xx"]) == (4, 1, 1)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.sql import driver_mark
 from db.tables import task_runs
 
 from .leases import process_alive
@@ -32,7 +33,7 @@ ROW_COLUMNS = tuple(column.name for column in task_runs.columns)
 def _write(conn: Connection, new: list[dict[str, Any]], finished: list[dict[str, Any]]) -> None:
     """Plain DBAPI executemany: a tenth of the cost of SQLAlchemy's per-row parameter
     handling, which matters at thousands of runs a second."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = driver_mark(conn)
     if new:
         conn.exec_driver_sql(
             f"INSERT INTO task_runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join([mark] * len(ROW_COLUMNS))})",

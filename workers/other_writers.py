@@ -68,7 +68,8 @@ class WriterWatch:
         try:
             found = detect(ctx.engine, due, now)
         except Exception as exc:  # a check must never fail or slow the job that ran
-            log.debug("could not check %s for other writers: %s", ", ".join(due), exc)
+            log.warning("could not check %s for other writers (tried again in %g s): %s",
+                        ", ".join(due), self.check_every, exc)
             return []
         for writer in found:
             if now - self._warned.get(writer.table, -math.inf) >= self.warn_every:

@@ -29,6 +29,14 @@ def acme_name(name: str) -> str:
     return ("*." if wildcard else "") + ascii_name.lower()
 
 
+def acme_name_or_none(name: str) -> str | None:
+    """`acme_name`, or None for something that is no host name."""
+    try:
+        return acme_name(name)
+    except ValueError:
+        return None
+
+
 def route_names(domain: str, aliases: str | None) -> list[str]:
     """domain + aliases as ACME names, without duplicates, domain first. Raises
     ValueError with a readable reason for a malformed aliases column."""

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from db.tables import certificates, routes
 
 from .errors import ConfigurationError
-from .names import acme_name
+from .names import acme_name, acme_name_or_none
 from .ownership import is_owned, not_ours
 from .sync import SyncedGroup, sync_certificates
 
@@ -50,7 +50,7 @@ def _find(engine: Engine, cert_id: str | None, domain: str | None):
             wanted = acme_name(domain or "")
         except ValueError:
             return None
-        same = [r for r in conn.execute(query) if _acme(r.domain) == wanted]
+        same = [r for r in conn.execute(query) if acme_name_or_none(r.domain) == wanted]
     return _prefer_owned(same) if same else None
 
 
@@ -58,8 +58,3 @@ def _prefer_owned(rows):
     return next((r for r in rows if is_owned(r.source, r.tls_mode)), rows[0])
 
 
-def _acme(domain: str) -> str | None:
-    try:
-        return acme_name(domain)
-    except ValueError:
-        return None

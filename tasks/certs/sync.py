@@ -23,7 +23,7 @@ from db.sql import new_id
 from db.tables import certificates, routes
 from db.tables_certs import cert_dns_records, cert_orders
 
-from .names import Group, RouteNames, acme_name, group_routes, route_names
+from .names import Group, RouteNames, acme_name, acme_name_or_none, group_routes, route_names
 
 log = logging.getLogger("proxyos.certs.sync")
 
@@ -116,7 +116,7 @@ def _in_step(group: Group, rows) -> SyncedGroup | None:
     found = []
     for route in group.routes:
         ours = [r for r in rows if r.source == "dns01" and r.route_id == route.route_id
-                and (r.domain == route.domain or _acme(r.domain) == route.names[0])]
+                and (r.domain == route.domain or acme_name_or_none(r.domain) == route.names[0])]
         if len(ours) != 1 or ours[0].domain != route.domain:
             return None
         found.append(ours[0])
@@ -197,7 +197,7 @@ def _row_for_route(conn: Connection, route: RouteNames, rows, now: int, result: 
     workers stored under another spelling of the same name, else a new one."""
     ours = [r for r in rows if r.source == "dns01" and r.route_id == route.route_id]
     exact = [r for r in ours if r.domain == route.domain]
-    spelled = [r for r in ours if r.domain != route.domain and _acme(r.domain) == route.names[0]]
+    spelled = [r for r in ours if r.domain != route.domain and acme_name_or_none(r.domain) == route.names[0]]
     if exact:
         keep, duplicates = exact[0], exact[1:] + spelled
     elif spelled:
@@ -289,11 +289,6 @@ def _foreign(rows_with_domain, route_id: str) -> str | None:
     )
 
 
-def _acme(domain: str) -> str | None:
-    try:
-        return acme_name(domain)
-    except ValueError:
-        return None
 
 
 def _names(row) -> list[str]:

@@ -8,7 +8,7 @@ counters and merges the JSON histograms in SQL, so no row passes through Python.
 
 from __future__ import annotations
 
-from .buckets import COUNTERS, MINUTE_MS
+from .buckets import COUNTERS, MINUTE_MS, bucket_table
 
 DELTA = "traffic_agg_delta"  # per (route, minute, bin)
 HOURS = "traffic_agg_hours"  # the same, per (route, hour, bin)
@@ -90,11 +90,6 @@ _JSON = {
            END""",
     ),
 }
-
-
-def bucket_table(size: str) -> str:
-    """`1m` buckets are ProxyOS's `traffic_metrics`; longer ones the workers' rollups."""
-    return "traffic_metrics" if size == "1m" else "traffic_rollups"
 
 
 def upsert_bucket(dialect: str, size: str, minutes: int) -> str:

@@ -12,6 +12,12 @@ COUNTERS = (
 )
 
 
+def bucket_table(size: str) -> str:
+    """`1m` buckets are ProxyOS's `traffic_metrics` (its readers add up every row there,
+    whatever its size); longer ones are the workers' `traffic_rollups`."""
+    return "traffic_metrics" if size == "1m" else "traffic_rollups"
+
+
 def bucket_start(size: str, ts_ms: int) -> int:
     width = SIZES[size]
     return ts_ms - ts_ms % width

@@ -12,7 +12,7 @@ from db.tables import routes
 from db.tables_traffic import traffic_metrics, traffic_rollups
 
 from . import histogram
-from .buckets import bucket_start
+from .buckets import bucket_start, bucket_table
 
 DAY_S = 86_400
 
@@ -55,7 +55,7 @@ def traffic_by_route(
     """(bucket size used, window start in ms, one dict per route, busiest first)."""
     size = bucket_for(since_s)
     start = bucket_start(size, int((now - since_s) * 1000))
-    tm = traffic_metrics if size == "1m" else traffic_rollups
+    tm = {t.name: t for t in (traffic_metrics, traffic_rollups)}[bucket_table(size)]
     query = sa.select(
         tm.c.route_id, tm.c.requests, tm.c.errors, tm.c.bytes, tm.c.latency_hist
     ).where(tm.c.bucket == size, tm.c.bucket_ts >= sa.literal(start, sa.BigInteger))  # ms: past int4

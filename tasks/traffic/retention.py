@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .buckets import bucket_table
+
 DAY_S = 86_400
 
 # access_log rows the aggregate job has counted: never delete one it has not.
@@ -64,7 +66,7 @@ def rules(r: Retention) -> list[Rule]:
             out.append(Rule(f"{table} older than {r.health_days:g} days", table, "checked_at",
                             max_age_s=r.health_days * DAY_S))
     for size, days in r.metrics_days.items():
-        table = "traffic_metrics" if size == "1m" else "traffic_rollups"
+        table = bucket_table(size)
         if days:
             out.append(Rule(f"{table} {size} buckets older than {days:g} days",
                             table, "bucket_ts", max_age_s=days * DAY_S,

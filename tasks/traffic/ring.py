@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.sql import driver_mark
 
 from .retention import COUNTED
 
@@ -57,7 +58,7 @@ def overflow(rows: list[tuple], first_seq: int, keep: int) -> list[int]:
 
 
 def delete_seqs(conn: Connection, seqs: list[int]) -> int:
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = driver_mark(conn)
     if not seqs:
         return 0
     return conn.exec_driver_sql(f"DELETE FROM access_log WHERE seq = {mark}", [(s,) for s in seqs]).rowcount
@@ -81,7 +82,7 @@ def _doomed(engine: Engine, bounds: list[tuple[str, tuple]]) -> list[tuple]:
     key order: deleting in that order walks the table and most indexes front to back,
     instead of hopping across them route by route."""
     key = _key(engine)
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    mark = driver_mark(engine)
     select = (
         f"SELECT {key} FROM access_log WHERE route_id = {mark}"
         f" AND recorded_at <= {mark} AND (recorded_at < {mark} OR {key} <= {mark}) AND {COUNTED}"
@@ -101,7 +102,7 @@ def trim(engine: Engine, routes: Iterable[str], keep: int) -> int:
     if keep <= 0:
         return 0
     doomed = _doomed(engine, _bounds(engine, sorted(set(routes)), keep))
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    mark = driver_mark(engine)
     # the route and bound are checked again: a SQLite rowid freed meanwhile may be reused
     delete = (f"DELETE FROM access_log WHERE {_key(engine)} = {mark} AND route_id = {mark}"
               f" AND recorded_at <= {mark}")

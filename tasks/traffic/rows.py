@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from db.sql import driver_mark
+
 # 64 URL-safe characters in ASCII order: ids that sort like the numbers they encode.
 SORTED_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _TRANSLATE = str.maketrans(
@@ -37,7 +39,7 @@ def row_ids(first_seq: int, count: int) -> list[str]:
 
 
 def insert_sql(conn: Connection) -> str:
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = driver_mark(conn)
     return (
         f"INSERT INTO access_log ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(COLUMNS))})"

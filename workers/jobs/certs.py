@@ -104,7 +104,7 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
     def not_served_since_requested(row) -> bool:
         """Idempotent requests: one issued after this request was made already served it
         (two clicks on "renew now" order one certificate)."""
-        return not (row.status == "active" and (row.last_renewed_at or 0) >= int(requested_at))
+        return not (row.status == "active" and (row.last_renewed_at or 0) > requested_at)
 
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
                                 clock=ctx.clock, still_due=not_served_since_requested if requested_at else None)

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 KEY_TYPES = ("ecdsa", "rsa")
+CN_MAX = 64  # ub-common-name (RFC 5280); CAs take the names from the SANs anyway
 
 
 def new_private_key(key_type: str = "ecdsa"):
@@ -23,9 +24,12 @@ def key_pem(key) -> bytes:
 
 
 def make_csr(key, names: list[str]) -> bytes:
+    """A CSR for `names` (ACME names, ASCII). The first name is the common name when it
+    fits; a longer one gets a SAN-only CSR (empty subject), which ACME CAs accept."""
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= CN_MAX else []
     builder = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .subject_name(x509.Name(subject))
         .add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )

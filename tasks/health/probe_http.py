@@ -73,7 +73,7 @@ async def probe_http(
                 matched = None
                 if check.body_regex is not None:
                     body = await read_prefix(response.content)
-                    matched = check.body_regex.search(body.decode("utf-8", "replace")) is not None
+                    matched = await check.body_regex.matches(body)  # off the loop, in RE2
     except Exception as exc:  # every failure is a result, never a crash of the batch
         return UpstreamResult(
             target.label,

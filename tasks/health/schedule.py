@@ -27,7 +27,7 @@ from db.tables import routes, streams
 from db.tables_health import route_health_state, stream_health_state
 
 from .config import DEFAULT_INTERVAL
-from .settings import MIN_INTERVAL, HealthSettings
+from .settings import MAX_INTERVAL, MIN_INTERVAL, HealthSettings
 from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE, chunks
 
 WRITE_SLICE = 1000  # schedule rows per write transaction
@@ -52,11 +52,15 @@ def next_slot(target_id: str, interval: float, now: float) -> float:
     return offset + math.ceil((now - offset) / interval) * interval
 
 
-def _route_interval() -> sa.ColumnElement:
+def _route_interval(dialect: str) -> sa.ColumnElement:
+    """`config.effective_interval` in SQL: an unusable value (the check reports it) is
+    scheduled at the default interval."""
     raw = routes.c.health_check_interval
-    return sa.case(
-        (raw < 1, DEFAULT_INTERVAL), (raw < MIN_INTERVAL, MIN_INTERVAL), else_=raw
-    ).label("interval")
+    usable = sa.and_(raw >= 1, raw <= MAX_INTERVAL)
+    if dialect == "sqlite":  # type affinity keeps text, blobs and non-whole reals
+        usable = sa.and_(sa.func.typeof(raw) == "integer", usable)
+    every = sa.case((raw < MIN_INTERVAL, MIN_INTERVAL), else_=raw)
+    return sa.case((usable, every), else_=DEFAULT_INTERVAL).label("interval")
 
 
 def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]:
@@ -65,7 +69,7 @@ def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]
     stream_interval = max(settings.stream_interval, MIN_INTERVAL)
     claimed: list[Due] = []
     with engine.connect() as conn:  # read first: the write lock is held only to write
-        interval = _route_interval()
+        interval = _route_interval(conn.dialect.name)
         route_rows = conn.execute(
             sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
             .select_from(

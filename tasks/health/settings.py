@@ -10,6 +10,7 @@ from functools import lru_cache
 DEFAULT_STATUS_CODES = frozenset({200, 201, 204, 301, 302})  # as ProxyOS accepts
 BODY_LIMIT = 64 * 1024  # the body regex sees at most this many bytes
 MIN_INTERVAL = 5.0  # the dispatcher's period: no route is checked more often than this
+MAX_INTERVAL = 86_400  # a route's health_check_interval, at most (one day)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ BAD = [
     ),
     (
         {"health_check_interval": 0},
-        "config: health_check_interval must be a whole number of seconds >= 1",
+        "config: health_check_interval must be a whole number of seconds from 1 to 86400",
     ),
     (
         {"health_check_max_response_ms": -5},

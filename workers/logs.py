@@ -22,10 +22,11 @@ class JsonFormatter(RedactingFormatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        # Again once serialized: `redact` knows the escaped forms JSON gives a secret.
         return redact(json.dumps(entry, default=str))
 
 

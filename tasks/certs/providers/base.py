@@ -7,15 +7,34 @@ checker, not the provider, decides when a value is visible.
 
 from __future__ import annotations
 
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import requests
 
+from tasks.redaction import remember
+
 from ..errors import ConfigurationError, ProviderError
 
 HTTP_TIMEOUT = 30.0
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`url` without its `user:pass@` (so no message can show them) and the basic-auth
+    pair it carried, registered for redaction in both its written and decoded forms."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    remember(userinfo, password, urllib.parse.unquote(password), urllib.parse.unquote(userinfo))
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return bare, (urllib.parse.unquote(user), urllib.parse.unquote(password))
 
 
 class Provider(ABC):
@@ -41,8 +60,10 @@ class Provider(ABC):
                 f"DNS provider {self.name!r} ({self.type}) lacks credential " + ", ".join(repr(m) for m in missing)
             )
         self.credentials = dict(credentials)
-        self.api_url = (api_url or self.default_api_url or "").rstrip("/")
         self.session = session or requests.Session()
+        self.api_url, auth = split_userinfo((api_url or self.default_api_url or "").rstrip("/"))
+        if auth:
+            self.session.auth = auth
 
     @abstractmethod
     def present(self, fqdn: str, zone: str, value: str) -> None:

@@ -70,15 +70,15 @@ def cert_settings(env: Mapping[str, str]) -> CertSettings:
         eab_hmac_key=hmac_key,
         cert_dir=Path(env_str(env, "PROXYOS_CERT_DIR", "./data/certs")),
         resolvers=_resolvers(env),
-        nameserver_port=env_int(env, "PROXYOS_DNS_NAMESERVER_PORT", 53, minimum=1),
+        nameserver_port=env_int(env, "PROXYOS_DNS_NAMESERVER_PORT", 53, minimum=1, maximum=65_535),
         key_type=env_choice(env, "PROXYOS_CERT_KEY_TYPE", "ecdsa", KEY_TYPES),
         deploy_hook=env_str(env, "PROXYOS_CERT_DEPLOY_HOOK"),
         secret=secret,
-        propagation_timeout=env_float(env, "PROXYOS_DNS_PROPAGATION_TIMEOUT", 300.0, minimum=1.0),
-        order_timeout=env_float(env, "PROXYOS_ACME_ORDER_TIMEOUT", 180.0, minimum=1.0),
-        concurrency=env_int(env, "PROXYOS_CERT_CONCURRENCY", 4, minimum=1),
-        lease_seconds=env_float(env, "PROXYOS_CERT_LEASE_SECONDS", 900.0, minimum=5.0),
-        weekly_limit=env_int(env, "PROXYOS_CERT_WEEKLY_LIMIT", 50, minimum=1),
+        propagation_timeout=env_float(env, "PROXYOS_DNS_PROPAGATION_TIMEOUT", 300.0, minimum=1.0, maximum=86_400),
+        order_timeout=env_float(env, "PROXYOS_ACME_ORDER_TIMEOUT", 180.0, minimum=1.0, maximum=86_400),
+        concurrency=env_int(env, "PROXYOS_CERT_CONCURRENCY", 4, minimum=1, maximum=256),
+        lease_seconds=env_float(env, "PROXYOS_CERT_LEASE_SECONDS", 900.0, minimum=5.0, maximum=86_400),
+        weekly_limit=env_int(env, "PROXYOS_CERT_WEEKLY_LIMIT", 50, minimum=1, maximum=100_000),
         api_urls=api_urls,
     )
 
@@ -104,7 +104,7 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
     def not_served_since_requested(row) -> bool:
         """Idempotent requests: one issued after this request was made already served it
         (two clicks on "renew now" order one certificate)."""
-        return not (row.status == "active" and (row.last_renewed_at or 0) > requested_at)
+        return not (row.status == "active" and (row.last_renewed_at or 0) >= int(requested_at))
 
     outcome = issue_certificate(ctx.engine, settings, Sessions(ctx.engine, settings, ctx.clock), cert_id,
                                 clock=ctx.clock, still_due=not_served_since_requested if requested_at else None)
@@ -131,7 +131,7 @@ def _render(summary: Mapping) -> str:
     for key in ("created", "expired", "due", "issued", "renewed", "failed", "held", "busy", "ari_checked"):
         if summary.get(key):
             lines.append(f"  {key}: {summary[key]}")
-    for problem in summary.get("route_problems", []):
+    for problem in summary.get("account_problems", []) + summary.get("route_problems", []):
         lines.append(f"  problem: {problem}")
     if "result" in summary:
         lines.append(f"  {summary.get('domain')}: {summary['result']}"

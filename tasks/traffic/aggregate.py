@@ -23,12 +23,13 @@ this job then only catches up on a backlog (after an upgrade, or a failed count)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import sqlite_cache, write_transaction
+from db.sql import driver_mark
 
 from . import aggregate_sql as sql
 from . import histogram, state
@@ -56,15 +57,25 @@ class Counter:
         for statement in sql.CREATE_DELTA:
             self.conn.execute(sa.text(statement))
 
-    def group(self, low: int, high: int) -> int:
-        """Group the rows with low < seq <= high into the delta tables (on SQLite the
-        temp database is the connection's own: no lock on the shared file). Returns the
-        number of rows grouped."""
+    def group(self, low: int, high: int, unstored: Sequence[tuple] = ()) -> int:
+        """Group the rows with low < seq <= high, and the `unstored` rows (route_id,
+        recorded_at, status_code, latency_ms, bytes_out, latency_bin: counted, never
+        stored), into the delta tables (on SQLite the temp database is the connection's
+        own: no lock on the shared file). Returns the number of rows grouped."""
         for statement in sql.CLEAR_DELTA:
             self.conn.execute(sa.text(statement))
-        self.conn.execute(sa.text(sql.FILL_DELTA), {"low": low, "high": high})
+        fill = sql.FILL_DELTA
+        if unstored:
+            self._stage(unstored)
+            fill = sql.FILL_DELTA_WITH_UNSTORED
+        self.conn.execute(sa.text(fill), {"low": low, "high": high})
         self.conn.execute(sa.text(sql.FILL_HOURS))
         return int(self.conn.execute(sa.text(sql.DELTA_ROWS)).scalar())
+
+    def _stage(self, unstored: Sequence[tuple]) -> None:
+        self.conn.execute(sa.text(sql.CREATE_UNSTORED))
+        self.conn.execute(sa.text(sql.CLEAR_UNSTORED))
+        self.conn.exec_driver_sql(sql.INSERT_UNSTORED.format(mark=driver_mark(self.conn)), list(unstored))
 
     def add(self, low: int, high: int) -> None:
         """Move the watermark from `low` to `high` (compare-and-set), add the grouped
@@ -78,11 +89,12 @@ class Counter:
             self.conn.execute(sa.text(sql.TOUCH_ROUTE), params)
 
 
-def count_in_transaction(conn: Connection, low: int, high: int) -> int:
-    """Count the rows low < seq <= high inside the caller's write transaction, which
-    must hold the watermark at `low`; returns the rows counted."""
+def count_in_transaction(conn: Connection, low: int, high: int, unstored: Sequence[tuple] = ()) -> int:
+    """Count the rows low < seq <= high, and the `unstored` ones (see `Counter.group`),
+    inside the caller's write transaction, which must hold the watermark at `low`;
+    returns the rows counted."""
     counter = Counter(conn)
-    rows = counter.group(low, high)
+    rows = counter.group(low, high, unstored)
     counter.add(low, high)
     return rows
 

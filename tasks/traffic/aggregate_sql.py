@@ -24,8 +24,21 @@ CREATE_DELTA = [
 
 CLEAR_DELTA = [f"DELETE FROM {DELTA}", f"DELETE FROM {HOURS}"]
 
-FILL_DELTA = f"""
-INSERT INTO {DELTA} (route_id, minute, bin, n, b, e, s2, s3, s4, s5, lat, newest)
+UNSTORED = "traffic_ingest_unstored"  # rows the ingest job counts but never stores
+
+# Counted by the ingest job but not stored: the per-route cap would delete them anyway
+# (newer lines of their route were already read). The connection's own temp table.
+CREATE_UNSTORED = f"""CREATE TEMP TABLE IF NOT EXISTS {UNSTORED} (
+    route_id TEXT NOT NULL, recorded_at BIGINT NOT NULL, status_code INTEGER, latency_ms BIGINT,
+    bytes_out BIGINT, latency_bin INTEGER
+)"""
+
+CLEAR_UNSTORED = f"DELETE FROM {UNSTORED}"
+
+INSERT_UNSTORED = (f"INSERT INTO {UNSTORED} (route_id, recorded_at, status_code, latency_ms, bytes_out,"
+                   " latency_bin) VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark})")
+
+_GROUPED = """
 SELECT route_id, recorded_at / 60, latency_bin,
        count(*),
        sum(coalesce(bytes_out, 0)),
@@ -36,10 +49,21 @@ SELECT route_id, recorded_at / 60, latency_bin,
        sum(CASE WHEN status_code BETWEEN 500 AND 599 THEN 1 ELSE 0 END),
        sum(coalesce(latency_ms, 0)),
        max(recorded_at)
-FROM access_log
-WHERE seq > :low AND seq <= :high
+FROM {source}
 GROUP BY route_id, recorded_at / 60, latency_bin
 """
+
+_FILL = f"INSERT INTO {DELTA} (route_id, minute, bin, n, b, e, s2, s3, s4, s5, lat, newest)"
+_COLUMNS = "route_id, recorded_at, status_code, latency_ms, bytes_out, latency_bin"
+
+# The rows low < seq <= high of access_log.
+FILL_DELTA = _FILL + _GROUPED.format(source="access_log WHERE seq > :low AND seq <= :high")
+
+# The same and the unstored rows, grouped together: one delta row per (route, minute, bin).
+FILL_DELTA_WITH_UNSTORED = _FILL + _GROUPED.format(source=f"""(
+    SELECT {_COLUMNS} FROM access_log WHERE seq > :low AND seq <= :high
+    UNION ALL
+    SELECT {_COLUMNS} FROM {UNSTORED}) AS counted""")
 
 FILL_HOURS = f"""
 INSERT INTO {HOURS} (route_id, hour, bin, n, b, e, s2, s3, s4, s5, lat, newest)

@@ -1,23 +1,35 @@
-"""One line of Caddy's JSON access log, as the columns of an `access_log` row."""
+"""One line of Caddy's JSON access log, as the columns of an `access_log` row.
+
+Every value is checked at this edge: a number outside what its column (and the sums of
+the buckets) can hold, a time outside the accepted window or a host name longer than DNS
+allows makes the line malformed, so nothing downstream sees it. Text is cut to its
+column's length."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import orjson
 
 MAX_PATH = 2048
 MAX_USER_AGENT = 512
+MAX_HOST = 253  # the longest DNS name
+MAX_STATUS = 999
+MAX_BYTES = 1 << 40  # 1 TiB in one response; keeps the buckets' sums far from 2**63
+MAX_DURATION_S = 366 * 86400  # a WebSocket may stay open for long; a year is the bound
+# The default window for `ts`; ingest narrows it around now (`parse_line`'s arguments).
+EARLIEST_TS = 0.0
+LATEST_TS = float(1 << 40)
 
 
 class MalformedLine(ValueError):
     """A line that is not a Caddy access log entry; the message says what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     host: str  # lower case, without port
     recorded_at: int  # seconds since the epoch
     method: str | None
@@ -41,33 +53,37 @@ def normalize_host(raw: str) -> str:
     return host.rstrip(".")
 
 
-def _timestamp(value: object) -> int:
-    if isinstance(value, bool):
-        raise MalformedLine("ts is not a time")
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str):
+def _seconds(value: object) -> float:
+    kind = type(value)
+    if kind is float or kind is int:
+        return value  # type: ignore[return-value]
+    if kind is str:
         try:
-            return int(float(value))
+            return float(value)  # type: ignore[arg-type]
         except ValueError:
             pass
         try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-        except ValueError:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()  # type: ignore[union-attr]
+        except (ValueError, OverflowError):
             pass
     raise MalformedLine("ts is not a time")
 
 
-def _int(value: object) -> int | None:
+def _number(entry: dict, name: str, low: float, high: float) -> int | float | None:
+    """`entry[name]` when it is a number within [low, high]; None when it is absent or
+    not a number (the column stays empty); a number outside the range is malformed."""
+    value = entry.get(name)
     kind = type(value)
-    return int(value) if kind is int or kind is float else None
+    if kind is not int and kind is not float:
+        return None
+    if not low <= value <= high:  # NaN fails this too
+        raise MalformedLine(f"{name} {value!r} is out of range")
+    return value
 
 
-def _text(value: object, limit: int) -> str | None:
-    return value[:limit] if type(value) is str else None
-
-
-def parse_line(line: bytes | str) -> Request:
+def parse_line(line: bytes | str, earliest: float = EARLIEST_TS, latest: float = LATEST_TS) -> Request:
+    """The request a line records; `MalformedLine` says why a line is not one, or is one
+    with a value out of range (its `ts` outside [earliest, latest], say)."""
     try:
         entry = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -81,29 +97,43 @@ def parse_line(line: bytes | str) -> Request:
     host = request.get("host")
     if type(host) is not str or not host.strip():
         raise MalformedLine("no request.host")
+    if len(host) > MAX_HOST + 8:  # room for a port; checked again without it
+        raise MalformedLine(f"request.host is longer than {MAX_HOST} characters")
+    host = normalize_host(host)
+    if len(host) > MAX_HOST:
+        raise MalformedLine(f"request.host is longer than {MAX_HOST} characters")
     ts = entry.get("ts")
     if ts is None:
         raise MalformedLine("no ts")
-    recorded_at = int(ts) if type(ts) is float or type(ts) is int else _timestamp(ts)
+    seconds = _seconds(ts)
+    if not earliest <= seconds <= latest:
+        raise MalformedLine(f"ts {ts!r} is outside the accepted window"
+                            if math.isfinite(seconds) else "ts is not a time")
+    status = _number(entry, "status", 0, MAX_STATUS)
+    size = _number(entry, "size", 0, MAX_BYTES)
     duration = entry.get("duration")
     latency = None
-    if (type(duration) is float or type(duration) is int) and duration >= 0:
-        latency = round(duration * 1000)
+    if type(duration) is float or type(duration) is int:
+        if duration > MAX_DURATION_S or duration != duration:
+            raise MalformedLine(f"duration {duration!r} is out of range")
+        if duration >= 0:
+            latency = round(duration * 1000)
     agent = None
     headers = request.get("headers")
     if type(headers) is dict:
         values = headers.get("User-Agent")
-        if type(values) is list and values:
-            agent = _text(values[0], MAX_USER_AGENT)
+        if type(values) is list and values and type(values[0]) is str:
+            agent = values[0][:MAX_USER_AGENT]
+    method, uri = request.get("method"), request.get("uri")
     client = request.get("client_ip") or entry.get("client_ip") or request.get("remote_ip")
     return Request(
-        normalize_host(host),
-        recorded_at,
-        _text(request.get("method"), 16),
-        _text(request.get("uri"), MAX_PATH),
-        _int(entry.get("status")),
+        host,
+        int(seconds),
+        method[:16] if type(method) is str else None,
+        uri[:MAX_PATH] if type(uri) is str else None,
+        None if status is None else int(status),
         latency,
-        _int(entry.get("size")),
-        _text(client, 64),
+        None if size is None else int(size),
+        client[:64] if type(client) is str else None,
         agent,
     )

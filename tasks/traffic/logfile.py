@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 FINGERPRINT_BYTES = 1024
 CHUNK_BYTES = 1 << 20
+MAX_LINE_BYTES = 4 << 20  # Caddy's request headers alone may take 1 MB
+
+
+class NotARegularFile(Exception):
+    """The log path names a FIFO, a device or a directory: reading it could block or
+    never end."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ def plan(path: Path, pos: Position) -> Plan:
         current = path.stat()
     except FileNotFoundError:
         current = None
+    if current is not None and not stat.S_ISREG(current.st_mode):
+        raise NotARegularFile(f"{path} is not a regular file (a FIFO, device or directory); "
+                              "point PROXYOS_ACCESS_LOG at the file Caddy writes its access log to")
     segments: list[Segment] = []
     lost = None
     if pos.inode is None:  # first run
@@ -141,24 +151,41 @@ def plan(path: Path, pos: Position) -> Plan:
     return Plan(segments, lost)
 
 
-def read_lines(segment: Segment) -> Iterator[tuple[bytes, int]]:
-    """(line without newline, offset just after it) from the segment's start offset.
-    A partial last line is held back unless the file is complete."""
+def read_lines(segment: Segment, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes | None, int]]:
+    """(line without newline, offset just after it) from the segment's start offset. A
+    partial last line is held back unless the file is complete. A line longer than
+    `max_line` bytes comes as None, and is not held in memory: its bytes are skipped up
+    to its newline (or, when it is the partial last line, up to the end of the file, so
+    the next run does not read it again)."""
     with segment.path.open("rb") as fh:
         fh.seek(segment.start.offset)
         offset = segment.start.offset
         rest = b""
+        skipping = False  # inside a line longer than max_line
         while True:
             chunk = fh.read(CHUNK_BYTES)
             if not chunk:
                 break
-            data = rest + chunk
+            if skipping:
+                newline = chunk.find(b"\n")
+                if newline < 0:
+                    offset += len(chunk)
+                    continue
+                offset += newline + 1
+                chunk, skipping = chunk[newline + 1 :], False
+                yield None, offset
+            data = rest + chunk if rest else chunk
             lines = data.split(b"\n")
             rest = lines.pop()
             for line in lines:
                 offset += len(line) + 1
-                yield line, offset
-        if rest and segment.complete:
+                yield (line if len(line) <= max_line else None), offset
+            if len(rest) > max_line:
+                offset += len(rest)
+                rest, skipping = b"", True
+        if skipping:
+            yield None, offset
+        elif rest and segment.complete:
             yield rest, offset + len(rest)
 
 

@@ -2,9 +2,9 @@
 
 ProxyOS's collector keeps the newest 1,000 rows per route (by `recorded_at`), and its
 route page reads every row of a route every few seconds, so a route must never hold many
-more. The ingest job deletes, in each batch's transaction, the batch's rows that are
-beyond the cap within the batch alone (`overflow`), and cuts every route it wrote to at
-the end of each run (`trim`), in key order across routes. A row is never deleted before
+more. The ingest job never stores a row that lines it has already read push beyond the
+cap (`Doom`: such a row is counted, not stored), and cuts every route it wrote to at the
+end of each run (`trim`), in key order across routes. A row is never deleted before
 the aggregate watermark has passed it (it would be lost from the counts); such a row is
 kept, even past the cap, until it is counted.
 
@@ -15,6 +15,7 @@ exact: a trimmed route holds at most N rows.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -39,13 +40,53 @@ def _probe(key: str) -> sa.TextClause:
     )
 
 
-def overflow(rows: list[tuple], first_seq: int, keep: int) -> list[int]:
-    """The seqs of the ingest `rows` (numbered from `first_seq`) that are not among the
-    newest `keep` of their route within `rows` itself: the cap would delete them
-    whatever the table holds. Deleted in the transaction that inserted them, their pages
-    are still dirty in the cache: that costs far less than deleting them later."""
-    if keep <= 0:
-        return []
+class Doom:
+    """Which of the rows an ingest run has read the cap is bound to delete: a row with at
+    least `keep` rows of its route read after it, and newer (by `recorded_at`, then read
+    order). Once those are stored it is beyond the cap, so the run counts it and never
+    stores it. Rows read after it in the same run are stored before the run ends (or, if
+    the run stops first, read again by the next one), so the ring holds exactly the
+    newest rows after every run."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._read: dict[str, int] = {}  # route -> rows of it read so far
+        self._newest: dict[str, deque[int]] = {}  # route -> recorded_at of its last `keep` rows read
+
+    def saw(self, route: str, recorded_at: int) -> int:
+        """Note a row read (in read order); returns its number among its route's rows."""
+        if self.keep <= 0:
+            return 0
+        number = self._read.get(route, 0) + 1
+        self._read[route] = number
+        newest = self._newest.get(route)
+        if newest is None:
+            newest = self._newest[route] = deque(maxlen=self.keep)
+        newest.append(recorded_at)
+        return number
+
+    def doomed(self, rows: list[tuple], numbers: list[int]) -> list[bool]:
+        """For each of `rows` (ingest rows, `recorded_at` at index 8, numbered by `saw`):
+        whether the cap is bound to delete it."""
+        doomed = [False] * len(rows)
+        if self.keep <= 0:
+            return doomed
+        floors: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            route = row[0]
+            if self._read[route] - numbers[i] >= self.keep:  # its route's last `keep` rows came later
+                floor = floors.get(route)
+                if floor is None:
+                    floor = floors[route] = min(self._newest[route])
+                doomed[i] = row[8] <= floor  # and all of them are newer
+        for i in _overflow(rows, self.keep):  # out of order within the rows themselves
+            doomed[i] = True
+        return doomed
+
+
+def _overflow(rows: list[tuple], keep: int) -> list[int]:
+    """The indexes of `rows` that are not among the newest `keep` of their route within
+    `rows` itself."""
     positions: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         positions.setdefault(row[0], []).append(i)
@@ -53,15 +94,8 @@ def overflow(rows: list[tuple], first_seq: int, keep: int) -> list[int]:
     for mine in positions.values():
         if len(mine) > keep:
             mine.sort(key=lambda i: (rows[i][8], i))  # 8: recorded_at; ties: later is newer
-            doomed.extend(first_seq + i for i in mine[: len(mine) - keep])
+            doomed.extend(mine[: len(mine) - keep])
     return doomed
-
-
-def delete_seqs(conn: Connection, seqs: list[int]) -> int:
-    mark = driver_mark(conn)
-    if not seqs:
-        return 0
-    return conn.exec_driver_sql(f"DELETE FROM access_log WHERE seq = {mark}", [(s,) for s in seqs]).rowcount
 
 
 def _bounds(engine: Engine, routes: list[str], keep: int) -> list[tuple[str, tuple]]:
@@ -94,6 +128,14 @@ def _doomed(engine: Engine, bounds: list[tuple[str, tuple]]) -> list[tuple]:
             found.extend((k, route, ts) for k in keys)
     found.sort()
     return found
+
+
+def routes_between(engine: Engine, low: int, high: int) -> set[str]:
+    """The routes of the rows with low < seq <= high."""
+    with engine.connect() as conn:
+        return set(conn.execute(
+            sa.text("SELECT DISTINCT route_id FROM access_log WHERE seq > :low AND seq <= :high"),
+            {"low": low, "high": high}).scalars())
 
 
 def trim(engine: Engine, routes: Iterable[str], keep: int) -> int:

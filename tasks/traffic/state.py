@@ -12,6 +12,7 @@ from db.tables_traffic import access_log, traffic_state
 
 INGEST_SEQ = "ingest_seq"  # the highest access_log.seq handed out (and committed)
 AGGREGATED_SEQ = "aggregated_seq"  # every row with seq <= this is in traffic_metrics
+RING_SEQ = "ring_seq"  # every route with a row up to this seq was trimmed since (ring.trim)
 # The newest recorded_at of the rows ProxyOS stored itself (no seq) when the workers first
 # ingested: log lines up to then are in access_log already. 0: there were none.
 PROXYOS_ROWS_UNTIL = "proxyos_rows_until"
@@ -64,6 +65,12 @@ def allocate(conn: Connection, name: str, count: int) -> int:
         .values(value=traffic_state.c.value + count)
     )
     return read(conn, name) - count + 1
+
+
+def raise_to(conn: Connection, name: str, value: int) -> None:
+    """Move the counter up to `value` (never down)."""
+    conn.execute(sa.update(traffic_state).where(traffic_state.c.name == name, traffic_state.c.value < value)
+                 .values(value=value))
 
 
 def compare_and_set(conn: Connection, name: str, expected: int, new: int) -> None:

@@ -148,10 +148,12 @@ LINE = st.tuples(st.sampled_from(HOSTS), st.integers(0, 40))  # few distinct sec
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(runs=st.lists(st.lists(LINE, min_size=1, max_size=60), min_size=1, max_size=4),
-       keep=st.integers(1, 12), batch=st.integers(1, 25))
+       keep=st.integers(1, 12), batch=st.integers(1, 25), lookahead=st.integers(0, 80),
+       stop_at=st.none() | st.integers(1, 6))
 def test_the_ring_keeps_exactly_the_newest_rows_and_the_minutes_count_every_line(
-        tmp_path_factory, runs, keep, batch):
-    """Whatever the lines (ties, late ones), batch size and cap: after each run every route
+        tmp_path_factory, runs, keep, batch, lookahead, stop_at):
+    """Whatever the lines (ties, late ones), batch size, look-ahead and cap, and whether a
+    run stops after some batch (then runs again): after each complete run every route
     holds exactly its newest min(lines, cap) rows, by time then order, and the minutes
     count every line ever read."""
     from db.engine import create_engine
@@ -168,7 +170,16 @@ def test_the_ring_keeps_exactly_the_newest_rows_and_the_minutes_count_every_line
         append(log, "".join(caddy_line(host, NOW + second, uri=f"/{len(sent) + j}")
                             for j, (host, second) in enumerate(lines)))
         sent += [(f"r{HOSTS.index(host)}", NOW + second, len(sent) + j) for j, (host, second) in enumerate(lines)]
-        ingest(engine, log, batch_lines=batch, keep_per_route=keep)
+        if stop_at is not None:
+            def stop(event: str, number: int) -> None:
+                if event == "committed" and number == stop_at:
+                    raise Stop
+            try:
+                ingest(engine, log, batch_lines=batch, keep_per_route=keep, lookahead_lines=lookahead,
+                       on_batch=stop)
+            except Stop:
+                pass
+        ingest(engine, log, batch_lines=batch, keep_per_route=keep, lookahead_lines=lookahead)
         with engine.connect() as conn:
             kept = {(route, path) for route, path in conn.execute(sa.select(access_log.c.route_id, access_log.c.path))}
         expected = set()

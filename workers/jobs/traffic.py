@@ -17,7 +17,7 @@ from ..registry import Job, JobContext
 def _run_ingest(ctx: JobContext, _options: dict) -> dict:
     s = settings_traffic.load(ctx.settings.env)
     return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
-                  keep_per_route=s.retention.access_log_per_route)
+                  keep_per_route=s.retention.access_log_per_route, limits=s.ingest_limits)
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:

@@ -28,7 +28,7 @@ from tasks.redaction import remember
 
 from .acme_errors import call
 from .acme_log import quiet_acme_logging
-from .credentials import decrypt, encrypt
+from .credentials import decrypt, encrypt, is_encrypted
 from .errors import CertError
 from .settings import CertSettings
 
@@ -65,9 +65,33 @@ def account_id_for(directory_url: str, email: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:21]
 
 
+NO_SECRET = (
+    "PROXYOS_SECRET is not set: the ACME account key is stored only encrypted with it, so no "
+    "account is created; set PROXYOS_SECRET (the dashboard's value) for the workers"
+)
+
+
+def _new_key_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _stored_key(conn, account_id: str):
+    return (
+        conn.execute(sa.select(acme_account_keys).where(acme_account_keys.c.account_id == account_id))
+        .mappings()
+        .first()
+    )
+
+
 def _load_or_create_key(
     engine: Engine, settings: CertSettings, directory_url: str, now: int
 ) -> tuple[str, jose.JWK, str | None]:
+    """The account's key: created (and stored encrypted) the first time. A plaintext key
+    an earlier version stored without a secret is used as it is, and encrypted in place
+    once PROXYOS_SECRET is set. Without a secret nothing is written (CertError)."""
     with write_transaction(engine) as conn:
         row = conn.execute(
             sa.select(acme_accounts.c.id)
@@ -77,6 +101,9 @@ def _load_or_create_key(
             .order_by(acme_accounts.c.created_at)
         ).first()
         account_id = row.id if row else account_id_for(directory_url, settings.email)
+        stored = _stored_key(conn, account_id)
+        if stored is None and not settings.secret:
+            raise CertError(NO_SECRET)
         if row is None:
             conn.execute(
                 insert_or_ignore(conn, acme_accounts).values(
@@ -87,40 +114,28 @@ def _load_or_create_key(
                     created_at=now,
                 )
             )
-        stored = (
-            conn.execute(
-                sa.select(acme_account_keys).where(acme_account_keys.c.account_id == account_id)
-            )
-            .mappings()
-            .first()
-        )
         if stored is None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ).decode()
-            value = encrypt(pem, settings.secret) if settings.secret else pem
-            if not settings.secret:
-                log.warning(
-                    "PROXYOS_SECRET is not set: the ACME account key is stored unencrypted in the "
-                    "database (protect the database file and its backups)"
-                )
             conn.execute(
                 insert_or_ignore(conn, acme_account_keys).values(
-                    account_id=account_id, key_pem=value, updated_at=now
+                    account_id=account_id, key_pem=encrypt(_new_key_pem(), settings.secret), updated_at=now
                 )
             )
-            stored = (
+            stored = _stored_key(conn, account_id)
+        pem = decrypt(stored["key_pem"], settings.secret, f"the key of ACME account {account_id}")
+        remember(pem)
+        if not is_encrypted(stored["key_pem"]):
+            if settings.secret:
                 conn.execute(
-                    sa.select(acme_account_keys).where(acme_account_keys.c.account_id == account_id)
+                    acme_account_keys.update()
+                    .where(acme_account_keys.c.account_id == account_id, acme_account_keys.c.key_pem == pem)
+                    .values(key_pem=encrypt(pem, settings.secret), updated_at=now)
                 )
-                .mappings()
-                .first()
-            )
-    pem = decrypt(stored["key_pem"], settings.secret, f"the key of ACME account {account_id}")
-    remember(pem)
+                log.info("the key of ACME account %s is now stored encrypted with PROXYOS_SECRET", account_id)
+            else:
+                log.warning(
+                    "the key of ACME account %s is stored unencrypted (by an earlier version); set "
+                    "PROXYOS_SECRET and the next run encrypts it", account_id
+                )
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     return account_id, jose.JWKEC(key=key), stored["account_uri"]
 

@@ -43,6 +43,10 @@ def encrypt(plaintext: str, secret: str, version: str = V2) -> str:
     return version + base64.urlsafe_b64encode(iv + tag + ciphertext).decode().rstrip("=")
 
 
+def is_encrypted(stored: str) -> bool:
+    return stored.startswith((V2, V1))
+
+
 def decrypt(stored: str, secret: str | None, what: str) -> str:
     """The plaintext of a stored value; `what` names it in error messages."""
     for version in (V2, V1):
@@ -75,14 +79,33 @@ def load_credentials(
     `public` ones (a nameserver address, a key name) is registered for redaction before
     anything else can see it."""
     what = f"credentials of DNS provider {provider_name!r}"
+    if not isinstance(stored, str | None):
+        raise ConfigurationError(f"{what} are not text (the column holds {type(stored).__name__})")
     text = decrypt(stored or "", secret, what)
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ConfigurationError(f"{what} are not a JSON object") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"{what} are not a JSON object")
     for key, item in value.items():
-        if isinstance(item, str) and key not in public:
-            remember(item)
+        if key not in public:
+            remember(*_texts(item))
     return value
+
+
+def _texts(item: object) -> list[str]:
+    """Every text a credential value holds (a number or a nested value too), so none of
+    it can reach a message unmasked. Iterative: the nesting may be as deep as JSON allows."""
+    found, stack = [], [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(str(value))
+    return found

@@ -35,6 +35,7 @@ from .credentials import load_credentials
 from .errors import CertError, ConfigurationError, HeldBack, LeaseLost
 from .files import write_certificate
 from .hook import run_deploy_hook
+from .isolation import number, reason, system_fault
 from .keys import leaf_of, validity
 from .lease import Lease, new_owner
 from .order import OrderFlow
@@ -46,6 +47,7 @@ from .settings import CertSettings
 from .sync import cert_names
 
 log = logging.getLogger("proxyos.certs.issue")
+MAX_FAILURES = 1000  # backoff is a day long well before this; keeps the arithmetic small
 
 
 @dataclass
@@ -69,6 +71,11 @@ class Sessions:
         self._lock = threading.Lock()
         self._sessions: dict[str, AcmeSession | CertError] = {}
 
+    def problems(self) -> list[str]:
+        """Why an ACME account could not be used this run (one line per directory)."""
+        with self._lock:
+            return [str(found) for found in self._sessions.values() if isinstance(found, CertError)]
+
     def get(self, directory_url: str) -> AcmeSession:
         with self._lock:
             if directory_url not in self._sessions:
@@ -77,6 +84,7 @@ class Sessions:
                         self.engine, self.settings, directory_url, int(self.clock())
                     )
                 except CertError as exc:
+                    log.warning("ACME account for %s unavailable: %s", directory_url, exc)
                     self._sessions[directory_url] = exc
             found = self._sessions[directory_url]
         if isinstance(found, CertError):
@@ -96,9 +104,21 @@ def build_provider(conn, provider_id: str | None, settings: CertSettings, route_
         )
     if not row.enabled:
         raise ConfigurationError(f"DNS provider {row.name!r} of route {route_domain} is disabled")
+    if not isinstance(row.type, str):
+        raise ConfigurationError(f"DNS provider {row.name!r} of route {route_domain} has no type (not text)")
     cls = providers.get(row.type)
     credentials = load_credentials(row.credentials, settings.secret, row.name, cls.public)
-    return cls(credentials, name=row.name, api_url=settings.api_urls.get(row.type))
+    try:
+        return cls(credentials, name=str(row.name), api_url=settings.api_urls.get(row.type))
+    except CertError:
+        raise
+    except Exception as exc:  # odd values (a list where text belongs, ...); never its words: they may hold a secret
+        if system_fault(exc):
+            raise
+        raise ConfigurationError(
+            f"credentials of DNS provider {row.name!r} are unusable ({type(exc).__name__}): "
+            "re-enter them in the dashboard"
+        ) from None
 
 
 def issue_certificate(
@@ -147,9 +167,10 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
             if row.route_id
             else None
         )
-    names = cert_names(row)
     renewal = row.issued_at is not None
+    names: list[str] = []
     try:
+        names = cert_names(row)
         if route is None:
             raise ConfigurationError(
                 f"certificate {row.domain} has no route; it cannot be issued through DNS-01"
@@ -207,7 +228,9 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
         return Outcome(row.id, row.domain, "busy", str(exc))
     except CertError as exc:
         return _failed(engine, row, str(exc), exc.retry_at, clock)
-    except Exception as exc:  # a bug or an unexpected library error: record it, go on
+    except Exception as exc:  # a bug, an unexpected library error, odd data: record it, go on
+        if system_fault(exc):
+            raise
         log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
         return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
     try:
@@ -264,14 +287,27 @@ def _held(engine, row, reason: str, retry_at: float | None, clock) -> Outcome:
     return Outcome(row.id, row.domain, "held", redact(reason))
 
 
+def record_failure(engine: Engine, row, message: str, clock: Callable[[], float]) -> Outcome:
+    """Record `message` as the failure of `row` (a certificate row), as any other failure
+    is; if even that cannot be written for this row, say so in the log and go on."""
+    try:
+        return _failed(engine, row, message, None, clock)
+    except Exception as exc:
+        if system_fault(exc):
+            raise
+        log.error("certificate %s: %s; recording it failed too: %s", row.domain, redact(message), reason(exc))
+        return Outcome(row.id, row.domain, "failed", redact(message)[:1000])
+
+
 def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome:
     now = int(clock())
     message = redact(message)[:1000]
-    failures = (row.failures or 0) + 1
+    failures = min(int(number(row.failures) or 0), MAX_FAILURES) + 1  # text in the column counts as 0
     next_attempt = now + policy.backoff_seconds(failures)
     if retry_at:
         next_attempt = max(next_attempt, int(retry_at))
-    status = "expired" if row.expires_at and row.expires_at <= now else "error"
+    expires_at = number(row.expires_at)
+    status = "expired" if expires_at and expires_at <= now else "error"
     with write_transaction(engine) as conn:
         conn.execute(
             certificates.update()

@@ -52,6 +52,8 @@ class Lease:
             certificates.c.lease_expires_at.is_(None),
             certificates.c.lease_expires_at < now,
             certificates.c.lease_owner == self.owner,
+            # Not a number (text someone wrote, which SQLite keeps): no lease at all.
+            certificates.c.lease_expires_at + 0 != certificates.c.lease_expires_at,
         )
         with write_transaction(self.engine) as conn:
             taken = conn.execute(

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from db.tables import certificates, routes
 
+from .isolation import number
 from .ownership import is_owned, managed_by
 from .policy import due_reason, renewal_time
 from .sync import plan
@@ -28,8 +29,8 @@ def rows(engine: Engine, now: float) -> list[dict]:
         lead = lead_of.get(row.route_id) if owned else None
         shared = lead is not None and lead.route_id != row.route_id
         renewing = bool(owned and row.route_enabled and row.auto_renew and lead is not None)
-        if row.status in ("error", "expired", "provisioning", "renewing") and row.next_attempt_at:
-            next_at = row.next_attempt_at
+        if row.status in ("error", "expired", "provisioning", "renewing") and number(row.next_attempt_at):
+            next_at = number(row.next_attempt_at)
         elif row.status == "provisioning":
             next_at = now
         else:
@@ -45,7 +46,7 @@ def rows(engine: Engine, now: float) -> list[dict]:
             "next_renewal_at": next_at if renewing else None,
             "last_error": row.last_error if owned else None,
             "failures": row.failures,
-            "leased_by": row.lease_owner if (row.lease_expires_at or 0) > now else None,
+            "leased_by": row.lease_owner if (number(row.lease_expires_at) or 0) > now else None,
             "renewing": renewing,
             "due": bool(renewing and not shared and due_reason(row, now)),
         })
@@ -57,7 +58,8 @@ def summary(engine: Engine, now: float) -> dict:
     by_status: dict[str, int] = {}
     for item in items:
         by_status[item["status"]] = by_status.get(item["status"], 0) + 1
-    soon = [i for i in items if i["expires_at"] and i["expires_at"] - now < 14 * 86400 and i["status"] != "none"]
+    soon = [i for i in items
+            if number(i["expires_at"]) and number(i["expires_at"]) - now < 14 * 86400 and i["status"] != "none"]
     return {
         "certificates": len(items),
         "by_status": by_status,

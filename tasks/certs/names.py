@@ -17,6 +17,8 @@ import idna
 def acme_name(name: str) -> str:
     """Lower-case, no trailing dot, IDNA (punycode) labels; a leading `*.` is kept.
     Raises ValueError with a readable reason for something that is no host name."""
+    if not isinstance(name, str):
+        raise ValueError(f"{name!r} is not a host name (not text)")
     text = name.strip().rstrip(".")
     wildcard = text.startswith("*.")
     body = text[2:] if wildcard else text
@@ -33,7 +35,7 @@ def acme_name_or_none(name: str) -> str | None:
     """`acme_name`, or None for something that is no host name."""
     try:
         return acme_name(name)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -42,10 +44,14 @@ def route_names(domain: str, aliases: str | None) -> list[str]:
     ValueError with a readable reason for a malformed aliases column."""
     names = [acme_name(domain)]
     if aliases:
+        if not isinstance(aliases, str):
+            raise ValueError("aliases is not text holding a JSON list")
         try:
             extra = json.loads(aliases)
         except ValueError:
             raise ValueError("aliases is not a JSON list") from None
+        except RecursionError:  # json's own limit, for hostile nesting
+            raise ValueError("aliases is not a JSON list of host names (nested too deeply)") from None
         if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
             raise ValueError("aliases is not a JSON list of host names")
         for alias in extra:

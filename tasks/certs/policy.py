@@ -11,6 +11,8 @@ from sqlalchemy.engine import Connection
 
 from db.tables import cert_issuance_log
 
+from .isolation import number
+
 WEEK = 7 * 24 * 3600
 DAY = 24 * 3600
 SHORT_LIFETIME = 10 * DAY
@@ -64,10 +66,12 @@ def issued_last_week(
 
 
 def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
-    """Why `row` should be worked on now, or None."""
-    if not leased_by_us and row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
+    """Why `row` should be worked on now, or None. A time that is not a number (text
+    someone wrote into the column) counts as none."""
+    lease_expires_at, next_attempt_at = number(row.lease_expires_at), number(row.next_attempt_at)
+    if not leased_by_us and row.lease_owner and lease_expires_at and lease_expires_at > now:
         return None
-    if row.next_attempt_at and row.next_attempt_at > now:
+    if next_attempt_at and next_attempt_at > now:
         return None
     if row.status == "provisioning":
         return "new"
@@ -85,8 +89,9 @@ def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
 def renewal_time(row) -> int | None:
     """The row's renewal time: the stored one (ARI, or set at issuance), else the
     lifetime rule on its dates (rows the dashboard wrote have no `renew_at`)."""
-    if row.renew_at is not None:
-        return int(row.renew_at)
-    if row.issued_at is not None and row.expires_at is not None:
-        return renew_at(row.issued_at, row.expires_at)
+    stored, issued_at, expires_at = number(row.renew_at), number(row.issued_at), number(row.expires_at)
+    if stored is not None:
+        return int(stored)
+    if issued_at is not None and expires_at is not None:
+        return renew_at(int(issued_at), int(expires_at))
     return None

@@ -14,6 +14,7 @@ from db.sql import new_id
 from db.tables_certs import cert_dns_records
 
 from .errors import CertError
+from .isolation import reason, system_fault
 from .providers.base import Provider
 
 log = logging.getLogger("proxyos.certs.records")
@@ -65,8 +66,11 @@ def clean_leftovers(engine: Engine, cert_id: str, provider_for: Callable[[str], 
     for row in rows:
         try:
             provider_for(row.provider_id).cleanup(row.fqdn, row.zone, row.value)
-        except CertError as exc:
-            log.warning("leftover TXT %s of certificate %s not removed: %s", row.fqdn, cert_id, exc)
+        except Exception as exc:  # this value (its provider, say); the others are still tried
+            if system_fault(exc):
+                raise
+            log.warning("leftover TXT %s of certificate %s not removed: %s", row.fqdn, cert_id,
+                        exc if isinstance(exc, CertError) else reason(exc))
             continue
         with write_transaction(engine) as conn:
             conn.execute(sa.delete(cert_dns_records).where(cert_dns_records.c.id == row.id))

@@ -15,11 +15,13 @@ from sqlalchemy.engine import Engine
 from db.engine import write_transaction
 from db.tables import certificates, routes
 from db.tables_certs import cert_dns_records
+from tasks.redaction import redact
 
 from . import policy
 from .ari import fetch_window
 from .errors import CertError
-from .issue import Outcome, Sessions, build_provider, issue_certificate
+from .isolation import number, reason, system_fault
+from .issue import Outcome, Sessions, build_provider, issue_certificate, record_failure
 from .lease import Lease, new_owner
 from .ownership import owned
 from .policy import due_reason
@@ -60,7 +62,15 @@ def mark_expired(engine: Engine, now: int) -> int:
 
 def mirror_groups(engine: Engine, synced: SyncResult, now: int) -> int:
     """Show each lead row's state on its group's other rows."""
-    return sum(mirror_group(engine, group, now) for group in synced.groups)
+    changed = 0
+    for group in synced.groups:
+        try:
+            changed += mirror_group(engine, group, now)
+        except Exception as exc:
+            if system_fault(exc):
+                raise
+            log.warning("certificate %s: its group's rows not updated: %s", group.group.lead.domain, reason(exc))
+    return changed
 
 
 def refresh_ari(
@@ -71,35 +81,45 @@ def refresh_ari(
     for row in rows:
         if row.status != "active" or not row.ari_cert_id or not row.auto_renew:
             continue
-        if row.ari_next_check_at is not None and row.ari_next_check_at > now:
+        next_check = number(row.ari_next_check_at)
+        if next_check is not None and next_check > now:
             continue
         try:
             session = sessions.get(settings.directory_for(row.tls_mode))
         except CertError as exc:
             log.warning("ARI check skipped: %s", exc)
             return checked
-        base = session.directory.to_partial_json().get("renewalInfo")
-        if not base:
-            _update(engine, row.id, ari_next_check_at=None)
-            continue
         try:
-            window = fetch_window(base, row.ari_cert_id, session.verify, now)
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            log.warning(
-                "ARI for %s unavailable (%s); keeping the lifetime rule",
-                row.domain,
-                type(exc).__name__,
-            )
-            _update(engine, row.id, ari_next_check_at=int(now + 3600))
-            continue
-        _update(
-            engine,
-            row.id,
-            renew_at=policy.ari_pick(window.start, window.end),
-            ari_next_check_at=int(now + window.retry_after),
-        )
-        checked += 1
+            checked += _refresh_one(engine, session, row, now)
+        except Exception as exc:  # this row's values; the lifetime rule still applies to it
+            if system_fault(exc):
+                raise
+            log.warning("ARI for %s not checked: %s", row.domain, reason(exc))
     return checked
+
+
+def _refresh_one(engine: Engine, session, row, now: float) -> int:
+    base = session.directory.to_partial_json().get("renewalInfo")
+    if not base:
+        _update(engine, row.id, ari_next_check_at=None)
+        return 0
+    try:
+        window = fetch_window(base, row.ari_cert_id, session.verify, now)
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        log.warning(
+            "ARI for %s unavailable (%s); keeping the lifetime rule",
+            row.domain,
+            type(exc).__name__,
+        )
+        _update(engine, row.id, ari_next_check_at=int(now + 3600))
+        return 0
+    _update(
+        engine,
+        row.id,
+        renew_at=policy.ari_pick(window.start, window.end),
+        ari_next_check_at=int(now + window.retry_after),
+    )
+    return 1
 
 
 def clean_orphans(engine: Engine, settings: CertSettings, clock: Callable[[], float], owner: str) -> int:
@@ -122,8 +142,11 @@ def clean_orphans(engine: Engine, settings: CertSettings, clock: Callable[[], fl
                 return cache[provider_id]
 
             removed += clean_leftovers(engine, cert_id, provider_for)
-        except CertError as exc:
-            log.warning("leftover TXT values of certificate %s not removed: %s", cert_id, exc)
+        except Exception as exc:  # its provider row, say: the issuance records it; others go on
+            if system_fault(exc):
+                raise
+            log.warning("leftover TXT values of certificate %s not removed: %s", cert_id,
+                        exc if isinstance(exc, CertError) else reason(exc))
         finally:
             lease.release()
     return removed
@@ -152,7 +175,7 @@ def run_sweep(
     rows = _candidates(engine, leads)
     ari_checked = refresh_ari(engine, settings, sessions, rows, now)
     rows = _candidates(engine, leads)
-    due = [(row, reason) for row in rows if (reason := due_reason(row, now))]
+    due = [(row, why) for row in rows if (why := due_reason(row, now))]
     outcomes: list[Outcome] = []
     if due:
         with ThreadPoolExecutor(
@@ -172,12 +195,18 @@ def run_sweep(
                 )
                 for row, _ in due
             ]
+            fault = None
             for future, (row, _) in zip(futures, due, strict=True):
                 try:
                     outcomes.append(future.result())
-                except Exception as exc:  # e.g. the database unavailable: the next run retries
-                    log.error("certificate %s: %s: %s", row.domain, type(exc).__name__, exc)
-                    outcomes.append(Outcome(row.id, row.domain, "failed", f"{type(exc).__name__}: {exc}"))
+                except Exception as exc:
+                    if system_fault(exc):  # the database unavailable: the run fails, the next retries
+                        fault = fault or exc
+                        log.error("certificate %s: %s", row.domain, redact(reason(exc)))
+                        continue
+                    outcomes.append(record_failure(engine, row, f"internal error: {reason(exc)}", clock))
+            if fault is not None:
+                raise fault
     mirror_groups(engine, synced, int(clock()))
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -187,6 +216,7 @@ def run_sweep(
         "merged": synced.merged,
         "names_changed": len(synced.updated),
         "route_problems": list(synced.problems.values()),
+        "account_problems": sessions.problems(),
         "expired": expired,
         "ari_checked": ari_checked,
         "leftover_txt_removed": orphans,

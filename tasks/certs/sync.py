@@ -23,6 +23,8 @@ from db.sql import new_id
 from db.tables import certificates, routes
 from db.tables_certs import cert_dns_records, cert_orders
 
+from .isolation import number, system_fault
+from .isolation import reason as reason_of
 from .names import Group, RouteNames, acme_name, acme_name_or_none, group_routes, route_names
 
 log = logging.getLogger("proxyos.certs.sync")
@@ -74,15 +76,24 @@ def plan(conn: Connection) -> tuple[list[Group], dict[str, str]]:
     for route in wanted:
         try:
             names = route_names(route.domain, route.aliases)
-        except ValueError as exc:
-            problems[route.domain] = f"route {route.domain}: {exc}"
+            reason = _foreign(taken.get(route.domain, []), route.id)
+        except Exception as exc:  # one route's data, whatever is wrong with it
+            if system_fault(exc):
+                raise
+            detail = str(exc) if isinstance(exc, ValueError) else f"cannot be read ({reason_of(exc)})"
+            problems[shown(route.domain)] = f"route {shown(route.domain)}: {detail}"
             continue
-        reason = _foreign(taken.get(route.domain, []), route.id)
         if reason:
             problems[route.domain] = f"route {route.domain}: {reason}"
             continue
-        items.append(RouteNames(route.id, route.domain, tuple(names), (route.created_at or 0, route.id)))
+        created = number(route.created_at) or 0  # text in the column sorts as the oldest
+        items.append(RouteNames(route.id, route.domain, tuple(names), (created, str(route.id))))
     return group_routes(items), problems
+
+
+def shown(domain: object) -> str:
+    """A route's domain for a message: as written when it is text, else its repr."""
+    return domain if isinstance(domain, str) else repr(domain)
 
 
 def sync_certificates(engine: Engine, now: int, route_id: str | None = None) -> SyncResult:
@@ -94,20 +105,32 @@ def sync_certificates(engine: Engine, now: int, route_id: str | None = None) -> 
     for group in groups:
         if route_id and route_id not in {r.route_id for r in group.routes}:
             continue
-        in_step = _in_step(group, rows)
-        if in_step:  # the usual case: no write transaction at all
-            result.groups.append(in_step)
+        try:
+            synced = _sync_one(engine, group, rows, now, result)
+        except Exception as exc:  # this group's rows; the others go on
+            if system_fault(exc):
+                raise
+            domain = group.lead.domain
+            result.problems[domain] = (
+                f"route {domain}: its certificate row could not be kept in step ({reason_of(exc)})")
+            log.warning("%s", result.problems[domain])
             continue
-        with write_transaction(engine) as conn:
-            # Decide again under the write lock (the lead route's row lock on PostgreSQL),
-            # so two consumers syncing at once never create two rows for one route.
-            conn.execute(
-                sa.select(routes.c.id).where(routes.c.id == group.lead.route_id).with_for_update()
-            )
-            synced = _sync_group(conn, group, now, result)
         if synced:
             result.groups.append(synced)
     return result
+
+
+def _sync_one(engine: Engine, group: Group, rows, now: int, result: SyncResult) -> SyncedGroup | None:
+    in_step = _in_step(group, rows)
+    if in_step:  # the usual case: no write transaction at all
+        return in_step
+    with write_transaction(engine) as conn:
+        # Decide again under the write lock (the lead route's row lock on PostgreSQL),
+        # so two consumers syncing at once never create two rows for one route.
+        conn.execute(
+            sa.select(routes.c.id).where(routes.c.id == group.lead.route_id).with_for_update()
+        )
+        return _sync_group(conn, group, now, result)
 
 
 def _in_step(group: Group, rows) -> SyncedGroup | None:
@@ -266,6 +289,7 @@ def _merge(conn: Connection, keep, duplicate, now: int) -> bool:
 
 def _rows_by_domain(conn: Connection, domains: list[str]) -> dict[str, list]:
     found: dict[str, list] = {}
+    domains = [d for d in domains if isinstance(d, str)]  # bytes (SQLite keeps them) are no route's domain
     for start in range(0, len(domains), 500):
         query = sa.select(certificates.c.id, certificates.c.domain, certificates.c.source,
                           certificates.c.route_id).where(
@@ -292,11 +316,14 @@ def _foreign(rows_with_domain, route_id: str) -> str | None:
 
 
 def _names(row) -> list[str]:
+    """The row's stored ACME names; [] for anything but a JSON list of text."""
     try:
         value = json.loads(row.names) if row.names else None
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
         value = None
-    return value if isinstance(value, list) else []
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return value
+    return []
 
 
 def cert_names(row) -> list[str]:

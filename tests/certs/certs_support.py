@@ -49,3 +49,24 @@ def pebble_counts(pebble) -> dict[str, int]:
     """Orders Pebble created and certificates it issued so far, from its own log."""
     text = (pebble.ca_bundle.parent / "pebble.log").read_text()
     return {"orders": text.count("Added order"), "issued": text.count("Issued certificate serial")}
+
+
+def store_plaintext_account_key(engine, settings) -> str:
+    """An ACME account key as earlier versions stored it without PROXYOS_SECRET: plain
+    PEM in acme_account_keys. Returns the PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from db.tables import acme_accounts
+    from db.tables_certs import acme_account_keys
+    from tasks.certs.account import account_id_for
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account_id = account_id_for(settings.directory, settings.email)
+    now = int(time.time())
+    with write_transaction(engine) as conn:
+        conn.execute(acme_accounts.insert().values(id=account_id, email=settings.email, provider="custom",
+                                                   acme_url=settings.directory, created_at=now))
+        conn.execute(acme_account_keys.insert().values(account_id=account_id, key_pem=pem, updated_at=now))
+    return pem

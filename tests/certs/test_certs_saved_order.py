@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, pebble_counts, unique
+from certs_support import add_provider, add_route, pebble_counts, store_plaintext_account_key, unique
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -134,6 +134,7 @@ def test_without_a_secret_the_key_waits_in_a_0600_file(engine, settings, bind, p
     import dataclasses
 
     plain = dataclasses.replace(settings, secret=None)
+    store_plaintext_account_key(engine, plain)  # an earlier version's: the only way to work without a secret
     domain = unique()
     cert_id = _new_certificate(engine, bind, domain, fmt="plain")
     before = pebble_counts(pebble)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from tasks.certs.isolation import number
 from tasks.certs.listing import rows
 
 from ..startup import open_database
@@ -28,7 +29,7 @@ def register(commands) -> None:
 
 
 def handle(args, settings) -> int:
-    engine = open_database(settings)
+    engine = open_database(settings, create=False)
     try:
         items = rows(engine, time.time())
     finally:
@@ -41,15 +42,23 @@ def handle(args, settings) -> int:
         return 0
     print_table(
         ["DOMAIN", "STATUS", "EXPIRES", "NEXT RENEWAL", "MANAGED BY", "ID", "LAST ERROR"],
-        [[i["domain"], i["status"], format_time(i["expires_at"]), _next(i), _manager(i),
-          i["id"], (i["last_error"] or "")[:120]] for i in items],
+        [[i["domain"], i["status"], _time(i["expires_at"]), _next(i), _manager(i),
+          i["id"], str(i["last_error"] or "")[:120]] for i in items],
     )
     return 0
 
 
+def _time(value: object) -> str:
+    """A time column for the table; what is no time (someone wrote text there) as it is."""
+    try:
+        return format_time(number(value)) if number(value) is not None or not value else repr(value)
+    except (OverflowError, ValueError, OSError):
+        return repr(value)
+
+
 def _next(item: dict) -> str:
     if item["renewing"]:
-        return format_time(item["next_renewal_at"])
+        return _time(item["next_renewal_at"])
     return "not renewed" if item["managed_by"] == "workers" else "not by the workers"
 
 

@@ -182,6 +182,7 @@ class Ingester:
 
     def _commit(self, expected: Position, new: Position, batch: _Batch) -> None:
         number = self.tally.batches + 1
+        doomed = self.doom.doomed(batch.rows, batch.numbers)  # worked out before taking the write lock
         with write_transaction(self.engine, self.conn) as conn:
             moved = conn.execute(
                 sa.update(positions)
@@ -205,7 +206,7 @@ class Ingester:
             ).rowcount
             if moved != 1:
                 raise PositionMoved(f"another ingest run read {self.source} first; stopped")
-            stored, counted, unstored = self._store(conn, batch) if batch.rows else (0, 0, 0)
+            counted, unstored = self._store(conn, batch.rows, doomed) if batch.rows else (0, 0)
             if self.on_batch:
                 self.on_batch("before_commit", number)
         self.tally.batches = number
@@ -216,25 +217,26 @@ class Ingester:
         if self.on_batch:
             self.on_batch("committed", number)
 
-    def _store(self, conn: Connection, batch: _Batch) -> tuple[int, int, int]:
+    @staticmethod
+    def _store(conn: Connection, batch: list[tuple], doomed: list[bool]) -> tuple[int, int]:
         """Store the batch's rows and, when the watermark is caught up, count them and
-        leave out the ones the cap is bound to delete (counted, never stored). Returns
-        (rows stored, rows counted, rows left out)."""
+        leave out the `doomed` ones (counted, never stored). Returns (rows counted, rows
+        left out)."""
         low = state.allocate(conn, state.INGEST_SEQ, 0) - 1  # locks the counter: the last seq handed out
         if state.read(conn, state.AGGREGATED_SEQ) != low:  # a backlog: the end of the run counts it
-            insert_rows(conn, low + 1, batch.rows)
-            state.allocate(conn, state.INGEST_SEQ, len(batch.rows))
-            return len(batch.rows), 0, 0
+            insert_rows(conn, low + 1, batch)
+            state.allocate(conn, state.INGEST_SEQ, len(batch))
+            return 0, 0
         rows, unstored = [], []
-        for row, doomed in zip(batch.rows, self.doom.doomed(batch.rows, batch.numbers), strict=True):
-            if doomed:
+        for row, cut in zip(batch, doomed, strict=True):
+            if cut:
                 unstored.append((row[0], row[8], row[3], row[4], row[5], row[9]))
             else:
                 rows.append(row)
         insert_rows(conn, low + 1, rows)
         state.allocate(conn, state.INGEST_SEQ, len(rows))
         counted = count_in_transaction(conn, low, low + len(rows), unstored)
-        return len(rows), counted, len(unstored)
+        return counted, len(unstored)
 
     def _parse(self, line: bytes | None, offset: int, batch: _Batch, path: Path) -> None:
         batch.lines += 1

@@ -81,7 +81,7 @@ def add_encoded(stored: str | None, new: str | None) -> str | None:
         return _splice(stored, new)
     try:
         total = _DECODER.decode(stored)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return new
     if not isinstance(total, dict) or not _histogram_like(total):
         return new
@@ -114,7 +114,7 @@ def decode(text: str | None) -> dict[int, int]:
     try:
         raw = json.loads(text)
         return {int(k): int(n) for k, n in raw.items()}
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
 
 

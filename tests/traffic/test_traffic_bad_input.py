@@ -198,3 +198,24 @@ def test_no_line_stops_ingest_and_every_good_line_is_counted(any_engine, log_pat
     with any_engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(access_log)).scalar()
     assert stored == minutes_total(any_engine)  # no cap reached: every counted row is kept
+
+
+def test_a_stored_histogram_nested_too_deep_counts_as_empty_and_counting_goes_on(engine, log_path):
+    """A `latency_hist` value another writer left (SQLite takes any text) that Python's
+    JSON decoder cannot even read must not stop every later count of its bucket."""
+    from db.engine import write_transaction
+    from db.tables_traffic import traffic_rollups
+    from tasks.traffic.histogram import decode
+
+    add_route(engine, "r1", HOST)
+    at = _now() - 60
+    append(log_path, good(1, at))
+    ingest(engine, log_path)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.update(traffic_rollups).values(latency_hist="[" * 100_000 + "]" * 100_000))
+    append(log_path, good(2, at))
+    assert ingest(engine, log_path)["counted"] == 2
+    assert minutes_total(engine) == 3
+    with engine.connect() as conn:
+        hists = conn.execute(sa.select(traffic_rollups.c.latency_hist)).scalars().all()
+    assert hists and all(sum(decode(h).values()) == 2 for h in hists)  # the bad value counted as empty

@@ -4,6 +4,7 @@ before it is counted (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -174,11 +175,9 @@ def test_the_ring_keeps_exactly_the_newest_rows_and_the_minutes_count_every_line
             def stop(event: str, number: int) -> None:
                 if event == "committed" and number == stop_at:
                     raise Stop
-            try:
+            with contextlib.suppress(Stop):
                 ingest(engine, log, batch_lines=batch, keep_per_route=keep, lookahead_lines=lookahead,
                        on_batch=stop)
-            except Stop:
-                pass
         ingest(engine, log, batch_lines=batch, keep_per_route=keep, lookahead_lines=lookahead)
         with engine.connect() as conn:
             kept = {(route, path) for route, path in conn.execute(sa.select(access_log.c.route_id, access_log.c.path))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+
+from .files import create_private, read_only_url
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
@@ -25,6 +28,8 @@ def sqlite_path(engine_or_url: Engine | str | sa.URL) -> Path | None:
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else sa.make_url(engine_or_url)
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
+    if url.query.get("uri") == "true" and url.database.startswith("file:"):
+        return Path(urllib.parse.unquote(url.database[len("file:"):].split("?")[0]))
     return Path(url.database)
 
 
@@ -49,7 +54,9 @@ def create_engine(
     SQLite: WAL (its file kept to 32 MB when it restarts), synchronous=NORMAL,
     foreign_keys=ON, busy_timeout; transactions are
     begun explicitly (DEFERRED by default, IMMEDIATE through `write_transaction`), so DDL
-    is transactional too. `read_only` opens the file so that no statement can write.
+    is transactional too. `read_only` opens the file so that no statement can write (and
+    never creates it); otherwise a new file is created with mode 0600, and so are its WAL
+    files.
     Parameters are never rendered into error messages: they may carry credentials.
     """
     url = sa.make_url(url)
@@ -62,9 +69,9 @@ def create_engine(
 
     path = sqlite_path(url)
     if read_only and path is not None:
-        url = sa.make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
-    elif path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        url = read_only_url(path)
+    elif path is not None and url.database != ":memory:":
+        create_private(path)
     engine = sa.create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

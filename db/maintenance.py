@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -58,37 +60,105 @@ def _require_file(engine: Engine, what: str) -> Path:
     return path
 
 
-def backup(engine: Engine, destination: Path) -> Path:
+class BackupRefused(DatabaseProblem):
+    """The backup's destination is the live database, or a file that exists."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # another name (a hard link) for the same file
+    except OSError:
+        return False
+
+
+def is_live_file(path: Path, database: Path) -> bool:
+    """Whether `path` is the database or one of its WAL, shared-memory or journal files."""
+    return any(_same_file(path, Path(f"{database}{suffix}")) for suffix in ("", "-wal", "-shm", "-journal"))
+
+
+def _new_private_file(beside: Path, suffix: str) -> Path:
+    """An empty file of a new name beside `beside`, mode 0600 from its first byte."""
+    for _ in range(100):
+        candidate = beside.with_name(f".{beside.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            continue
+        return candidate
+    raise DatabaseProblem(f"cannot create a new file beside {beside}")
+
+
+def _put_in_place(partial: Path, destination: Path, force: bool) -> None:
+    if force:
+        os.replace(partial, destination)
+        return
+    try:
+        os.link(partial, destination)  # unlike a rename, fails if the destination exists
+    except FileExistsError:
+        raise _exists(destination) from None
+    except OSError:  # a file system without hard links
+        if destination.exists():
+            raise _exists(destination) from None
+        os.replace(partial, destination)
+        return
+    partial.unlink()
+
+
+def _exists(destination: Path) -> BackupRefused:
+    return BackupRefused(
+        f"{destination} exists, nothing was written: choose another PATH, or add --force to replace it"
+    )
+
+
+def backup(engine: Engine, destination: Path, *, force: bool = False) -> Path:
     """A consistent copy of the live database, taken while others keep writing.
 
     `VACUUM INTO` reads one snapshot (WAL readers never block writers) and writes a
-    compact file, which is renamed into place only once it is complete and checked.
+    compact file, private from its first byte, which is put at `destination` only once
+    it is complete and checked. An existing `destination` is replaced only with `force`;
+    the live database (or its WAL) never.
     """
-    _require_file(engine, "backup")
+    live = _require_file(engine, "backup")
     destination = Path(destination)
+    if is_live_file(destination, live):
+        raise BackupRefused(f"{destination} is the live database: a backup never goes over it; choose another PATH")
+    if destination.exists() and (not force or not destination.is_file()):
+        raise _exists(destination) if destination.is_file() else BackupRefused(f"{destination} is not a file")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    partial.unlink(missing_ok=True)
-    raw = engine.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy opens
+    partial = _new_private_file(destination, ".partial")
     try:
-        raw.driver_connection.execute("VACUUM INTO ?", (str(partial),))
+        raw = engine.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy opens
+        try:
+            raw.driver_connection.execute("VACUUM INTO ?", (str(partial),))
+        finally:
+            raw.close()
+        problems = file_problems(partial)
+        if problems:
+            raise DatabaseProblem(f"backup failed its integrity check: {'; '.join(problems[:3])}")
+        _put_in_place(partial, destination, force)
     finally:
-        raw.close()
-    problems = file_problems(partial)
-    if problems:
         partial.unlink(missing_ok=True)
-        raise DatabaseProblem(f"backup failed its integrity check: {'; '.join(problems[:3])}")
-    os.chmod(partial, 0o600)
-    os.replace(partial, destination)
     return destination
 
 
-def restore(database: Path, backup_file: Path) -> Path:
+def _kept_name(database: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = database.with_name(f"{database.name}.replaced-{stamp}")
+    n = 1
+    while kept.exists():
+        kept, n = database.with_name(f"{database.name}.replaced-{stamp}-{n}"), n + 1
+    return kept
+
+
+def restore(database: Path, backup_file: Path) -> Path | None:
     """Replace `database` with `backup_file`; the replaced file is kept beside it.
 
-    The backup is checked first. The workers and the dashboard must be stopped: a
-    process that still has the old file open would keep writing to it.
-    Returns where the replaced database was kept.
+    The backup is checked first. The live file may be corrupt, or not a database at
+    all: it is kept as it is, with its WAL. The workers and the dashboard must be
+    stopped: a process that still has the old file open would keep writing to it.
+    Returns where the replaced database was kept (None when there was none).
     """
     database, backup_file = Path(database), Path(backup_file)
     problems = file_problems(backup_file)
@@ -96,20 +166,28 @@ def restore(database: Path, backup_file: Path) -> Path:
         raise DatabaseProblem(
             f"{backup_file} is not a sound backup, nothing was restored: {'; '.join(problems[:3])}"
         )
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    kept = database.with_name(f"{database.name}.replaced-{stamp}")
-    incoming = database.with_name(database.name + ".restoring")
-    shutil.copyfile(backup_file, incoming)
-    os.chmod(incoming, 0o600)
-    if database.exists():
-        # A checkpoint folds the WAL into the file we keep, so it is whole on its own.
-        conn = sqlite3.connect(database)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-        os.replace(database, kept)
-    for suffix in ("-wal", "-shm"):
-        Path(str(database) + suffix).unlink(missing_ok=True)
-    os.replace(incoming, database)
+    if is_live_file(backup_file, database):
+        raise DatabaseProblem(f"{backup_file} is the live database itself; name a backup")
+    mode = stat.S_IMODE(database.stat().st_mode) if database.is_file() else 0o600
+    incoming = _new_private_file(database, ".restoring")
+    try:
+        with backup_file.open("rb") as source, incoming.open("wb") as target:
+            shutil.copyfileobj(source, target)
+            target.flush()
+            os.fsync(target.fileno())
+        os.chmod(incoming, mode)  # an existing database keeps its mode
+        # The replaced file is not opened (SQLite may delete the WAL of a file it cannot
+        # read): it is kept as it is, with its WAL under the matching name, which SQLite
+        # folds in when the kept file is opened. The WAL is never left to be replayed onto
+        # the restored file.
+        kept = _kept_name(database) if database.exists() else None
+        if kept is not None:
+            os.replace(database, kept)
+        wal = Path(f"{database}-wal")
+        if wal.exists():
+            os.replace(wal, Path(f"{kept or _kept_name(database)}-wal"))
+        Path(f"{database}-shm").unlink(missing_ok=True)
+        os.replace(incoming, database)
+    finally:
+        incoming.unlink(missing_ok=True)
     return kept

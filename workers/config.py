@@ -9,6 +9,7 @@ helpers, so they are checked the same way.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,29 +37,43 @@ def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> st
     return value or default
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _range(minimum: float, maximum: float | None, number: str) -> str:
+    if maximum is None:
+        return f"{number} of at least {_shown(minimum)}"
+    return f"{number} from {_shown(minimum)} to {_shown(maximum)}"
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number from `minimum` to `maximum` (inclusive; no upper bound when None)."""
     raw = env_str(env, name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ConfigError(name, raw, f"a whole number of at least {minimum}")
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(name, raw, _range(minimum, maximum, "a whole number"))
     return value
 
 
-def env_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+def env_float(
+    env: Mapping[str, str], name: str, default: float, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    """A finite number from `minimum` to `maximum` (inclusive); never inf or nan."""
     raw = env_str(env, name)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = minimum - 1
-    if not value >= minimum:
-        raise ConfigError(name, raw, f"a number of at least {minimum:g}")
+        value = math.nan
+    if not (math.isfinite(value) and value >= minimum and (maximum is None or value <= maximum)):
+        raise ConfigError(name, raw, _range(minimum, maximum, "a number"))
     return value
 
 
@@ -68,6 +83,9 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
         raise ConfigError(name, raw, "one of " + ", ".join(choices))
     return raw.lower()
 
+
+# SQLite keeps busy_timeout in a 32-bit int: 2^31 ms or more would silently become 0.
+MAX_BUSY_TIMEOUT_MS = 3_600_000
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -102,11 +120,17 @@ class Settings:
         return getattr(logging, self.log_level.upper())
 
 
+def _sqlite_url(path: Path) -> str:
+    """The URL of the file `path` names: `~` expanded, relative to the current directory,
+    and `?`, `#` or `%` in the name escaped, so they stay part of the name."""
+    return sa.URL.create("sqlite", database=str(path.expanduser().absolute())).render_as_string()
+
+
 def _database_url(env: Mapping[str, str]) -> tuple[str, Path]:
     raw = env_str(env, "PROXYOS_DATABASE_URL")
-    db_path = Path(env_str(env, "PROXYOS_DB_PATH", "./data/proxyos.db"))
+    db_path = Path(env_str(env, "PROXYOS_DB_PATH", "./data/proxyos.db")).expanduser()
     if raw is None:
-        return f"sqlite:///{db_path}", db_path.parent
+        return _sqlite_url(db_path), db_path.absolute().parent
     try:
         url = sa.make_url(raw)
     except sa.exc.ArgumentError:
@@ -117,10 +141,14 @@ def _database_url(env: Mapping[str, str]) -> tuple[str, Path]:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigError("PROXYOS_DATABASE_URL", raw, "a SQLite file, not memory: " + accepted)
-        return raw, Path(url.database).parent
+        if url.query:
+            raise ConfigError("PROXYOS_DATABASE_URL", raw, "a SQLite file path without ?options "
+                              "(write a ? in a file name as %3F, a # as %23, a % as %25)")
+        path = Path(url.database).expanduser()
+        return _sqlite_url(path), path.absolute().parent
     if url.password:
         remember(url.password)
-    return raw, db_path.parent
+    return raw, db_path.absolute().parent
 
 
 def _hide_password(raw: str) -> str:
@@ -158,11 +186,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         queue=_queue(env, data_dir),
         backup_dir=Path(env_str(env, "PROXYOS_BACKUP_DIR", str(data_dir / "backups"))),
-        backup_keep=env_int(env, "PROXYOS_BACKUP_KEEP", 30, minimum=1),
+        backup_keep=env_int(env, "PROXYOS_BACKUP_KEEP", 30, minimum=1, maximum=100_000),
         log_level=env_choice(env, "LOG_LEVEL", "info", LOG_LEVELS),
         log_format=env_choice(env, "PROXYOS_LOG_FORMAT", "text", ("text", "json")),
-        busy_timeout_ms=env_int(env, "PROXYOS_BUSY_TIMEOUT_MS", 5000, minimum=0),
-        shutdown_timeout_s=env_float(env, "PROXYOS_SHUTDOWN_TIMEOUT", 30.0),
+        busy_timeout_ms=env_int(env, "PROXYOS_BUSY_TIMEOUT_MS", 5000, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS),
+        shutdown_timeout_s=env_float(env, "PROXYOS_SHUTDOWN_TIMEOUT", 30.0, maximum=86_400.0),
         secret=secret,
         env=env,
         jobs=job_selection.from_env(env),

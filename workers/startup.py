@@ -7,8 +7,9 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.engine import create_engine, describe_url, is_sqlite
+from db.engine import create_engine, describe_url, is_sqlite, sqlite_path
 from db.errors import DatabaseProblem, explain
+from db.files import require_existing
 from db.maintenance import integrity_problems
 from db.migrate import upgrade
 
@@ -17,11 +18,14 @@ from .config import Settings
 log = logging.getLogger("proxyos.startup")
 
 
-def open_database(settings: Settings, *, migrate: bool = True, check: bool = True) -> Engine:
+def open_database(settings: Settings, *, migrate: bool = True, check: bool = True, create: bool = True) -> Engine:
     """The engine, after an integrity check (SQLite) and the pending migrations.
 
-    Raises DatabaseProblem with one line a person can act on.
+    Raises DatabaseProblem with one line a person can act on; DatabaseMissing when
+    `create` is false and the SQLite file does not exist (a command that only reads).
     """
+    if not create:
+        require_existing(sqlite_path(settings.database_url))
     engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
     where = describe_url(engine)
     try:

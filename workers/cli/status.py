@@ -6,7 +6,8 @@ import time
 
 import sqlalchemy as sa
 
-from db.engine import create_engine, describe_url
+from db.engine import create_engine, describe_url, sqlite_path
+from db.files import require_existing
 from db.migrate import status as migration_status
 from db.tables import job_schedule, task_runs
 from tasks.other_writers import detect
@@ -50,6 +51,7 @@ def _last_runs(conn) -> dict[str, dict]:
 
 
 def collect(settings) -> dict:
+    require_existing(sqlite_path(settings.database_url))  # status never creates a database
     engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
     ctx = JobContext(settings)
     ctx.__dict__["engine"] = engine

@@ -54,7 +54,7 @@ def _ms(value: float | None) -> str:
 
 def handle(args, settings) -> int:
     since = parse_since(args.since)
-    engine = open_database(settings)
+    engine = open_database(settings, create=False)
     try:
         size, start_ms, rows = traffic_by_route(engine, since, time.time(), args.route)
     finally:

@@ -37,7 +37,7 @@ def read_statement(sql: str) -> Statement:
     if kind not in _READ_STATEMENTS:
         raise NotARead(f"it runs a SELECT, VALUES, EXPLAIN or SHOW, not {_plain(kind)}")
     for node_kind, node in _nodes(body, kind):
-        if node_kind.endswith("Stmt") and node_kind != "SelectStmt":
+        if node_kind.endswith("Stmt") and node_kind not in _READ_STATEMENTS:
             raise NotARead(f"the {_plain(node_kind)} inside the statement writes")
         if node_kind == "SelectStmt" and node.get("intoClause"):
             raise NotARead("SELECT ... INTO creates a table")

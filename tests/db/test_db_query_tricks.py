@@ -175,6 +175,9 @@ def test_ordinary_reads_still_work(watched):
         result = run_query(url, sql)
         assert [dict(zip(result.columns, row, strict=True)) for row in result.rows] == expected, sql
     assert run_query(url, "EXPLAIN SELECT * FROM routes").rows
+    if url.startswith("postgresql"):
+        assert run_query(url, "SHOW transaction_read_only").rows == [["on"]]
+        assert run_query(url, "SELECT current_user AS who").rows == [["pg_read_all_data"]]  # a superuser here
 
 
 def test_a_query_that_runs_too_long_is_stopped(watched):

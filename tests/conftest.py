@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from db.engine import create_engine
 from db.migrate import upgrade
 
 from support import run_cli  # noqa: F401  (re-exported for tests)
+
+# Property tests: in CI the same examples every run (each test's own budget), so a run
+# fails only on a change; HYPOTHESIS_PROFILE=fuzz draws new ones each run, to look further.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.register_profile("fuzz", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_URL = os.environ.get("PROXYOS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")

@@ -62,6 +62,7 @@ def test_json_log_lines_and_task_runs_mask_hostile_secrets(engine, sqlite_url, t
     remember(*HOSTILE)
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    quietened = {name: logging.getLogger(name).level for name in ("acme.client", "alembic")}
     logs.configure(logging.INFO, "json")
     log = logging.getLogger("proxyos.test.secrets")
 
@@ -82,9 +83,11 @@ def test_json_log_lines_and_task_runs_mask_hostile_secrets(engine, sqlite_url, t
     try:
         assert run_job(ctx, Job("leaky", "", run=leaky)).status == "ok"
         assert run_job(ctx, Job("failing", "", run=failing)).status == "error"
-    finally:
+    finally:  # leave logging as the next test expects it
         root.handlers[:], level = saved
         root.setLevel(level)
+        for name, level in quietened.items():
+            logging.getLogger(name).setLevel(level)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) >= 2 * len(HOSTILE) + 2
     for line in lines:

@@ -43,10 +43,13 @@ def _config(script_location: str | Path | None = None) -> Config:
     return config
 
 
-def status(engine: Engine, script_location: str | Path | None = None) -> MigrationStatus:
+def status(engine: Engine | None, script_location: str | Path | None = None) -> MigrationStatus:
+    """Applied and pending revisions; `engine` None stands for a database not created yet."""
     script = ScriptDirectory.from_config(_config(script_location))
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+    current = None
+    if engine is not None:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
     order = [rev.revision for rev in script.walk_revisions("base", "heads")][::-1]
     done = order[: order.index(current) + 1] if current in order else []
     return MigrationStatus(current, script.get_current_head(), done, order[len(done):])

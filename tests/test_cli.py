@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,7 @@ def test_an_invalid_database_url_never_shows_its_password(worker_env):
 def test_migrate_and_status(worker_env):
     pending = json.loads(run_cli(["migrate", "--status", "--json"], worker_env).stdout)
     assert pending["current"] is None and pending["pending"][0] == "0001"
+    assert not Path(worker_env["PROXYOS_DATABASE_URL"].removeprefix("sqlite:///")).exists()  # --status creates nothing
     assert run_cli(["migrate"], worker_env).returncode == 0
     done = json.loads(run_cli(["migrate", "--status", "--json"], worker_env).stdout)
     assert done["pending"] == [] and done["current"] == done["head"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.engine import create_engine, describe_url
+from db.engine import create_engine, describe_url, sqlite_path
 from db.migrate import status
 
 from ..startup import open_database
@@ -29,15 +29,20 @@ def register(commands) -> None:
 def handle(args, settings) -> int:
     if not args.status:
         open_database(settings, migrate=True).dispose()
-    engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
-    try:
-        state = status(engine)
-    finally:
-        engine.dispose()
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():  # --status creates nothing: all are pending
+        state = status(None)
+    else:
+        engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+        try:
+            state = status(engine)
+        finally:
+            engine.dispose()
     if args.json:
-        print_json({"database": describe_url(engine), **state.__dict__})
+        print_json({"database": describe_url(settings.database_url), **state.__dict__})
         return 0
-    print(f"database: {describe_url(engine)}")
+    missing = " (not created yet)" if path is not None and not path.exists() else ""
+    print(f"database: {describe_url(settings.database_url)}{missing}")
     print(f"current:  {state.current or '(none)'}   head: {state.head}")
     for rev in state.applied:
         print(f"  applied  {rev}")

@@ -3,6 +3,7 @@
 Modules, one idea each:
 - `settings`: the knobs (timeout, thresholds, intervals, concurrency).
 - `config`: a route or stream row -> a check, or a `config:` error.
+- `body_regex`: the body regex, in RE2 (linear time), searched off the probing loop.
 - `probe_http`, `probe_socket`: probe one upstream; `verdict`: combine them.
 - `state`: the flap-free state machine (pure).
 - `store`: reading rows and writing results, state and events in short transactions.

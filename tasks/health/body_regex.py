@@ -21,10 +21,16 @@ from typing import Any
 import re2
 
 MAX_LENGTH = 1000  # characters of pattern
-MAX_PROGRAM = 2500  # RE2 instructions: a search of 64 KiB stays in the tens of ms
+# RE2 instructions. A pattern whose DFA would be too large (exponential, or past RE2's
+# memory) is searched by RE2's NFA, at a cost of up to instructions x bytes: at 1,000 the
+# worst found, [ab]*a[ab]{990}c, takes ~2 s on 64 KiB (in its thread, past the route's
+# timeout if need be); (?:a?){800}a{800}c (2,405) took 3.6 s, \w{200} x 10 (6,005) 3.8 s.
+MAX_PROGRAM = 1000
 SHOWN = 60  # characters of the pattern quoted in an error
 
-_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="proxyos-health-regex")
+# Searches of ordinary patterns take microseconds; 16 threads let as many costly ones run
+# at once before another route's search has to wait for a thread.
+_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxyos-health-regex")
 
 # RE2's message (its start) -> what the user wrote that RE2 does not support.
 _UNSUPPORTED = (

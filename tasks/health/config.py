@@ -115,7 +115,7 @@ def _text(raw: Any, column: str) -> str | None:
         return raw
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         return repr(raw)  # what SQLite's TEXT affinity would have stored
-    raise ConfigProblem(f"{column} must be text, got {type(raw).__name__} {shown(raw)}")
+    raise ConfigProblem(f"{column} must be text, got {type(raw).__name__}")  # not quoted: may hold a secret
 
 
 def _unusable(kind: str, exc: Exception) -> str:
@@ -218,11 +218,18 @@ def parse_upstreams(raw: Any) -> list[tuple[str, bool]]:
         elif isinstance(item, dict):
             address, skip = item.get("address"), bool(item.get("skipVerify"))
         else:
-            raise ConfigProblem(f"upstream {number} must be an object with an address, got {_shown_json(item)}")
+            # the value is not quoted: an address may carry a user:password@
+            raise ConfigProblem(f"upstream {number} must be an object with an address, got {_json_type(item)}")
         if not isinstance(address, str) or not address.strip():
             raise ConfigProblem(f"upstream {number} has no address")
         entries.append((address.strip(), skip))
     return entries
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {list: "a list", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def _shown_json(value: Any) -> str:

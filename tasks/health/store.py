@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,8 +70,33 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+@contextmanager
+def lenient_text(conn: Connection) -> Iterator[None]:
+    """On SQLite, read text that is not valid UTF-8 (the sqlite3 shell can store it) with
+    U+FFFD for the bad bytes: otherwise one such value fails the query for every row."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    previous = raw.text_factory
+    raw.text_factory = _decode
+    try:
+        yield
+    finally:
+        raw.text_factory = previous
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def load_routes(conn: Connection, ids: Sequence[str] | None) -> list[dict]:
     """Route rows by id (every one that exists), or every eligible route when `ids` is None."""
+    with lenient_text(conn):
+        return _load_routes(conn, ids)
+
+
+def _load_routes(conn: Connection, ids: Sequence[str] | None) -> list[dict]:
     if ids is None:
         query = sa.select(*ROUTE_COLUMNS).where(ROUTE_ELIGIBLE).order_by(routes.c.id)
         return [dict(row) for row in conn.execute(query).mappings()]
@@ -82,6 +108,11 @@ def load_routes(conn: Connection, ids: Sequence[str] | None) -> list[dict]:
 
 
 def load_streams(conn: Connection, ids: Sequence[str] | None) -> list[dict]:
+    with lenient_text(conn):
+        return _load_streams(conn, ids)
+
+
+def _load_streams(conn: Connection, ids: Sequence[str] | None) -> list[dict]:
     if ids is None:
         query = sa.select(streams).where(STREAM_ELIGIBLE).order_by(streams.c.id)
         return [dict(row) for row in conn.execute(query).mappings()]

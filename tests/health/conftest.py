@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import ssl
 import threading
@@ -25,7 +26,8 @@ from tasks.health.settings import HealthSettings
 
 
 class Upstream(BaseHTTPRequestHandler):
-    """GET /anything?code=503&body=text&delay=0.2&location=/x"""
+    """GET /anything?code=503&body=text&delay=0.2&location=/x (or size=N&tail=text: N `x`s
+    then text; or ab=N: N pseudo-random `a`s and `b`s)"""
 
     protocol_version = "HTTP/1.1"
 
@@ -37,6 +39,9 @@ class Upstream(BaseHTTPRequestHandler):
         body = query.get("body", "ok").encode()
         if "size" in query:
             body = b"x" * int(query["size"]) + query.get("tail", "").encode()
+        if "ab" in query:  # the same pseudo-random `a`s and `b`s every time
+            rng = random.Random(12)
+            body = bytes(b"ab"[rng.getrandbits(1)] for _ in range(int(query["ab"])))
         self.send_response(int(query.get("code", 200)))
         if "location" in query:
             self.send_header("Location", query["location"])

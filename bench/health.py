@@ -13,6 +13,14 @@ What it measures (in this process; the upstreams run in a separate process):
    seconds per 1,000 checks (this process only: probes, scheduling, SQLite writes).
 3. reference: ProxyOS's way - one route at a time with `requests`, timeout 10 s, the
    first upstream only - for `--reference-seconds`, then projected to all N routes.
+4. hostile regex (`--hostile-regex`, alone): `--hostile-good` good routes due one after
+   another over 10 s, and one route whose body regex is catastrophic for a backtracking
+   engine (`--hostile-pattern`, default `(a+)+$`, against `--hostile-body` bytes of `a`
+   then `b`, or of random `a`s and `b`s with `--hostile-mixed`), due 1 s in, all in one
+   batch. Reports how late the good routes' probes began (the longest delay the
+   hostile regex caused to other routes) and what the hostile route got, and when.
+
+    python -m bench.health --hostile-regex [--hostile-body 28]
 
 Prints the figures and one JSON line. Figures are noisy on a shared machine.
 
@@ -26,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import signal
 import statistics
@@ -63,6 +72,28 @@ class _Answer(asyncio.Protocol):
             self.transport.close()
 
 
+class _Hostile(asyncio.Protocol):
+    """Answers with a body of `a`s then `b` (catastrophic for `(a+)+$` when backtracking),
+    or with `mixed`, random `a`s and `b`s (costly for RE2 on `[ab]*a[ab]{990}c`)."""
+
+    size = 28
+    mixed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if b"\r\n\r\n" in data:
+            if self.mixed:
+                rng = random.Random(12)
+                body = bytes(b"ab"[rng.getrandbits(1)] for _ in range(self.size))
+            else:
+                body = b"a" * (self.size - 1) + b"b"
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            self.transport.write(head.encode() + body)
+            self.transport.close()
+
+
 class _Silent(asyncio.Protocol):
     held: list = []
 
@@ -70,10 +101,12 @@ class _Silent(asyncio.Protocol):
         self.held.append(transport)  # accept, never answer
 
 
-async def _serve(healthy: int, dead: int) -> None:
+async def _serve(healthy: int, dead: int, hostile_body: int = 0, mixed: int = 0) -> None:
     loop = asyncio.get_running_loop()
-    ports = {"healthy": [], "dead": []}
-    for kind, count, factory in (("healthy", healthy, _Answer), ("dead", dead, _Silent)):
+    ports = {"healthy": [], "dead": [], "hostile": []}
+    _Hostile.size, _Hostile.mixed = max(hostile_body, 1), bool(mixed)
+    kinds = (("healthy", healthy, _Answer), ("dead", dead, _Silent), ("hostile", 1, _Hostile))
+    for kind, count, factory in kinds:
         for _ in range(count):
             server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
             ports[kind].append(server.sockets[0].getsockname()[1])
@@ -81,9 +114,13 @@ async def _serve(healthy: int, dead: int) -> None:
     await asyncio.Event().wait()
 
 
-def start_upstreams(healthy: int, dead: int) -> tuple[subprocess.Popen, dict]:
+def start_upstreams(
+    healthy: int, dead: int, hostile_body: int = 28, mixed: bool = False
+) -> tuple[subprocess.Popen, dict]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(healthy), str(dead)],
+        # as a module: run as a file, bench/queue.py would shadow the standard library's queue
+        [sys.executable, "-m", "bench.health", "--serve", str(healthy), str(dead), str(hostile_body), str(int(mixed))],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -329,6 +366,62 @@ def reference(engine, seconds: float) -> dict:
     }
 
 
+# --- 4. hostile regex ------------------------------------------------------------------
+def hostile_regex(engine, ports: dict, good: int, body: int, pattern: str) -> dict:
+    """One batch: `good` routes due every 10/good s from 1 s on, and one route with a
+    catastrophic regex due at 1 s. The good routes' lateness is the delay it causes."""
+    now = int(time.time())
+    rows = [
+        {
+            "id": f"good{n:04d}",
+            "name": f"good{n:04d}",
+            "domain": f"good{n:04d}.bench.test",
+            "upstream_type": "http",
+            "upstreams": json.dumps([{"address": f"127.0.0.1:{ports['healthy'][n % len(ports['healthy'])]}"}]),
+            "health_check_body_regex": "ok",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(good)
+    ]
+    rows.append(
+        {
+            "id": "hostile",
+            "name": "hostile",
+            "domain": "hostile.bench.test",
+            "upstream_type": "http",
+            "upstreams": json.dumps([{"address": f"127.0.0.1:{ports['hostile'][0]}"}]),
+            "health_check_body_regex": pattern,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(routes.insert(), rows)
+    start = time.time() + 1.0
+    pairs = [(f"good{n:04d}", start + 0.1 + n * 10.0 / good) for n in range(good)]
+    pairs.append(("hostile", start))
+    settings = HealthSettings()
+    began = time.perf_counter()
+    report = run_batch(engine, settings, pairs)
+    took = time.perf_counter() - began
+    by_id = {r.target_id: r for r in report.results}
+    late = [by_id[i].lateness_ms for i, _ in pairs[:-1] if by_id[i].lateness_ms is not None]
+    hostile = by_id.get("hostile")
+    return {
+        "good_routes": good,
+        "body_bytes": body,
+        "pattern": pattern,
+        "good_lateness_max_ms": max(late) if late else None,
+        "good_lateness_p50_ms": pct(late, 0.5),
+        "good_healthy": sum(1 for i, _ in pairs[:-1] if by_id[i].status == "healthy"),
+        "hostile_status": hostile.status if hostile else None,
+        "hostile_error": hostile.error if hostile else None,
+        "hostile_response_ms": hostile.response_time_ms if hostile else None,
+        "batch_s": round(took, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -348,17 +441,33 @@ def main() -> None:
         action="store_true",
         help="also measure through a real `proxyos-worker run` process",
     )
-    parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hostile-regex",
+        action="store_true",
+        help="measure only the delay a catastrophic body regex causes to other routes",
+    )
+    parser.add_argument("--hostile-good", type=int, default=50, help="good routes beside it")
+    parser.add_argument("--hostile-body", type=int, default=28, help="hostile body, bytes")
+    parser.add_argument("--hostile-pattern", default="(a+)+$", help="the hostile route's body regex")
+    parser.add_argument("--hostile-mixed", action="store_true", help="a body of random `a`s and `b`s")
+    parser.add_argument("--serve", nargs="+", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(*args.serve))
         return
     duration = args.duration or 2 * args.interval
-    proc, ports = start_upstreams(args.upstream_ports, 4)
+    proc, ports = start_upstreams(args.upstream_ports, 4, args.hostile_body, args.hostile_mixed)
     tmp = Path(tempfile.mkdtemp(prefix="health-bench-"))
     engine = create_engine(f"sqlite:///{tmp / 'proxyos.db'}")
     try:
         upgrade(engine)
+        if args.hostile_regex:
+            out = {"hostile_regex": hostile_regex(
+                engine, ports, args.hostile_good, args.hostile_body, args.hostile_pattern
+            )}
+            print("hostile regex (one batch):", json.dumps(out["hostile_regex"]))
+            print(json.dumps(out))
+            return
         dead_ids = make_routes(engine, args.routes, args.interval, ports, args.dead_pct)
         settings = HealthSettings()
         print(

@@ -147,3 +147,14 @@ def test_an_id_that_starts_with_a_dash_is_a_value(worker_env):
     result = run_cli(["run-once", "health", "--route", "-no-such-route"], worker_env)
     assert "expected one argument" not in result.stderr and "usage:" not in result.stderr
     assert result.returncode == 1 and "-no-such-route" in result.stdout + result.stderr
+
+
+def test_status_does_not_create_the_sqlite_queue(worker_env):
+    """A read command: an empty queue is reported, and no queue database is made."""
+    queue_file = Path(worker_env["PROXYOS_QUEUE_URL"].removeprefix("sqlite:///"))
+    assert run_cli(["migrate"], worker_env).returncode == 0
+    assert not queue_file.exists()
+    status = run_cli(["status", "--json"], worker_env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["queue"]["pending"] == 0
+    assert not queue_file.exists()

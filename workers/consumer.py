@@ -44,8 +44,11 @@ class GracefulConsumer(Consumer):
         super().stop(graceful=graceful)
 
 
-def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[JobQueue, JobContext]:
-    """The job queue and the context its tasks run with (which can enqueue follow-ups)."""
+def build_queue(
+    settings: Settings, context: JobContext | None = None, create: bool = True
+) -> tuple[JobQueue, JobContext]:
+    """The job queue and the context its tasks run with (which can enqueue follow-ups);
+    `create` False for readers: a SQLite queue that is not there yet stays so."""
     jobs = discover()
     for job in enabled_jobs(jobs.values(), settings.jobs):  # a disabled job's settings do not matter here
         if job.check_settings:
@@ -54,7 +57,7 @@ def build_queue(settings: Settings, context: JobContext | None = None) -> tuple[
     ctx = context or JobContext(
         settings, enqueue=lambda job, delay=None, **o: holder["q"].enqueue(job, delay, **o), buffered_history=True
     )
-    queue = JobQueue(build_huey(settings.queue), jobs, context=lambda: ctx, after_run=WriterWatch().after_run)
+    queue = JobQueue(build_huey(settings.queue, create), jobs, context=lambda: ctx, after_run=WriterWatch().after_run)
     holder["q"] = queue
     return queue, ctx
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 from huey.utils import normalize_time
 
@@ -26,10 +26,14 @@ ATTEMPT = "attempt"  # how often an on-demand request found its job busy so far
 MAX_RETRY_DELAY_S = 30.0
 
 
-def build_huey(queue: QueueConfig) -> Huey:
+def build_huey(queue: QueueConfig, create: bool = True) -> Huey:
+    """The queue; with `create` False, a SQLite queue file that is not there yet is not
+    made (an empty queue in memory stands for it: nothing is pending in it)."""
     if queue.kind == "redis":
         return RedisHuey(QUEUE_NAME, url=queue.location, results=False)
     path = Path(queue.location)
+    if not create and not path.exists():
+        return MemoryHuey(QUEUE_NAME, results=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Create the file private before SQLite opens it: the queue is nobody else's business.
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))

@@ -57,7 +57,7 @@ def collect(settings) -> dict:
     ctx.__dict__["engine"] = engine
     try:
         revision = migration_status(engine)
-        queue, _ = build_queue(settings, context=ctx)
+        queue, _ = build_queue(settings, context=ctx, create=False)
         now = time.time()
         jobs = []
         sections = {}

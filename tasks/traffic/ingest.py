@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -238,10 +239,11 @@ class Ingester:
         counted = count_in_transaction(conn, low, low + len(rows), unstored)
         return counted, len(unstored)
 
-    def _parse(self, line: bytes | None, offset: int, batch: _Batch, path: Path) -> None:
+    def _parse(self, line: bytes | None, batch: _Batch, path: Path) -> None:
         batch.lines += 1
+        start = batch.end  # where this line begins: just after the one before
         if line is None:
-            self._malformed(batch, path, offset, f"a line longer than {MAX_LINE_BYTES >> 20} MiB", b"")
+            self._malformed(batch, path, start, f"a line longer than {MAX_LINE_BYTES >> 20} MiB", b"")
             return
         if not line.strip():
             batch.lines -= 1
@@ -249,10 +251,10 @@ class Ingester:
         try:
             req = parse_line(line, *self.window)
         except MalformedLine as exc:
-            self._malformed(batch, path, offset - len(line) - 1, str(exc), line)
+            self._malformed(batch, path, start, str(exc), line)
             return
         except Exception as exc:  # noqa: BLE001 - one line's fault is that line's, whatever it is
-            self._malformed(batch, path, offset - len(line) - 1, f"{type(exc).__name__}: {exc}", line)
+            self._malformed(batch, path, start, f"{type(exc).__name__}: {exc}", line)
             return
         if req.recorded_at <= self.proxyos_rows_until:
             batch.already_stored += 1  # ProxyOS stored this request itself, before the workers
@@ -300,19 +302,16 @@ class Ingester:
         for segment in todo.segments:
             self.tally.files.append(str(segment.path))
             waiting: deque[_Batch] = deque()
-            read_ahead = 0  # lines in the waiting batches after the first
             batch = _Batch(start=segment.start.offset, end=segment.start.offset)
             for line, offset in read_lines(segment):
-                self._parse(line, offset, batch, segment.path)
+                self._parse(line, batch, segment.path)
                 batch.end = offset
                 if batch.lines < self.batch_lines and batch.end - batch.start < BATCH_BYTES:
                     continue
                 waiting.append(batch)
                 read += batch.end - batch.start
-                read_ahead += batch.lines if len(waiting) > 1 else 0
-                while waiting and read_ahead >= self.lookahead_lines:
+                while waiting and _read_after_first(waiting) >= self.lookahead_lines:
                     committed = self._flush(committed, segment, waiting.popleft())
-                    read_ahead -= waiting[0].lines if waiting else 0
                 batch = _Batch(start=offset, end=offset)
                 if read >= self.limits.bytes or time.monotonic() - started >= self.limits.seconds:
                     self.tally.stopped = (f"read {read / 1e6:.0f} MB in {time.monotonic() - started:.0f} s, "
@@ -324,6 +323,11 @@ class Ingester:
             if self.tally.stopped:
                 break
         return self.tally
+
+
+def _read_after_first(waiting: deque[_Batch]) -> int:
+    """The lines read after the oldest waiting batch (a few batches: summed each time)."""
+    return sum(batch.lines for batch in islice(waiting, 1, None))
 
 
 def _trim(engine: Engine, routes: set[str], keep: int, started_at_seq: int) -> int:

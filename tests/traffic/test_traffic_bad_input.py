@@ -108,7 +108,7 @@ def test_an_overlong_line_in_the_middle_is_skipped_up_to_its_newline(engine, log
     append(log_path, good(1) + "y" * (3 * MAX_LINE_BYTES) + "\n" + good(2))
     summary = ingest(engine, log_path)
     assert (summary["inserted"], summary["malformed"]) == (3, 1)
-    assert "longer than" in summary["first_malformed"]
+    assert summary["first_malformed"].startswith(f"{log_path} byte {len(good(1).encode())}: a line longer than")
 
 
 def test_a_fifo_is_a_clear_error_not_a_hang(engine, tmp_path):

@@ -1,4 +1,4 @@
-"""The certificate worker's own tables (migrations 0004 and 0006). The new `certificates`
+"""The certificate worker's own tables (migrations 0004, 0006 and 0008). The new `certificates`
 columns live with that table in `db/tables.py`."""
 
 from __future__ import annotations
@@ -47,4 +47,23 @@ cert_orders = Table(
     c("key_pem"),
     c("key_file"),
     c("created_at", INT, nn=True),
+)
+
+# What the workers loaded into Caddy for a certificate (migration 0008), one row per
+# certificate they deploy: the certificate Caddy was last given (serial, fingerprint,
+# when), and while the current one is not there yet, since when, why and the next try.
+cert_deployments = Table(
+    "cert_deployments",
+    metadata,
+    c("certificate_id", pk=True),
+    c("target", nn=True),  # caddy
+    c("names"),  # JSON list, of the certificate deployed
+    c("serial"),  # hex
+    c("fingerprint"),  # SHA-256 of the leaf certificate's DER, hex
+    c("deployed_at", INT),
+    c("pending_since", INT),  # the current certificate is not in Caddy since then
+    c("last_attempt_at", INT),
+    c("last_error"),
+    c("failures", INT, nn=True, default=0),
+    c("next_attempt_at", INT),
 )

@@ -23,7 +23,7 @@ from support import job_runs, run_cli, wait_until
 
 HEALTH = {"health", "health-dispatch", "health-batch"}
 TRAFFIC = {"ingest", "aggregate", "prune"}
-CERTS = {"certs", "issue"}
+CERTS = {"certs", "issue", "caddy-sync"}
 EVERY_JOB = HEALTH | TRAFFIC | CERTS | {"backup"}
 
 
@@ -124,7 +124,7 @@ def test_the_consumer_schedules_no_disabled_job(worker_env, sqlite_url, tmp_path
         output = _stop(worker, log)
     assert worker.returncode == 0, output
     assert "periodic jobs: backup every 86400s, prune every 3600s" in output
-    assert "disabled by PROXYOS_JOBS=backup,prune: aggregate, certs, health" in output
+    assert "disabled by PROXYOS_JOBS=backup,prune: aggregate, caddy-sync, certs, health" in output
 
 
 def test_run_once_and_enqueue_refuse_a_disabled_job(worker_env, sqlite_url):

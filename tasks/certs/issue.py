@@ -437,4 +437,22 @@ def _store(
                 _audit(conn, "cert.deploy_failed", row, now, {"error": problem})
             log.error("certificate %s: %s", names[0], problem)
             outcome.error = problem
+    if settings.caddy_admin_url:
+        problem = _deploy_to_caddy(engine, settings, row, clock)
+        if problem:
+            outcome.error = f"{outcome.error}; {problem}" if outcome.error else problem
     return outcome
+
+
+def _deploy_to_caddy(engine: Engine, settings: CertSettings, row, clock) -> str | None:
+    """The certificate is stored and stays active whatever happens here; a failure is
+    recorded in `cert_deployments` and retried by the `caddy-sync` job."""
+    from .caddy_deploy import deploy_issued
+
+    try:
+        return deploy_issued(engine, settings, row.id, clock=clock)
+    except Exception as exc:
+        if system_fault(exc):
+            raise
+        log.error("certificate %s: loading it into Caddy failed: %s", row.domain, reason(exc))
+        return f"not loaded into Caddy yet: internal error: {reason(exc)}"

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.tables import certificates, routes
+from db.tables_certs import cert_deployments
 
 from .isolation import number
 from .ownership import is_owned, managed_by
@@ -22,6 +23,8 @@ def rows(engine: Engine, now: float) -> list[dict]:
             .order_by(certificates.c.domain, certificates.c.id)
         ).all()
         groups, _ = plan(conn)
+        deployed = {r.certificate_id: r for r in conn.execute(sa.select(cert_deployments))}
+    cert_of_route = {row.route_id: row.id for row in found if is_owned(row.source, row.tls_mode)}
     lead_of = {route.route_id: group.lead for group in groups for route in group.routes}
     out = []
     for row in found:
@@ -49,8 +52,27 @@ def rows(engine: Engine, now: float) -> list[dict]:
             "leased_by": row.lease_owner if (number(row.lease_expires_at) or 0) > now else None,
             "renewing": renewing,
             "due": bool(renewing and not shared and due_reason(row, now)),
+            "caddy": _deployment(deployed.get(cert_of_route.get(lead.route_id) if lead else row.id), now)
+            if owned else None,
         })
     return out
+
+
+def _deployment(record, now: float) -> dict | None:
+    """What Caddy was last given for this certificate, and what is still to come."""
+    if record is None:
+        return None
+    since = number(record.pending_since)
+    return {
+        "serial": record.serial,
+        "fingerprint": record.fingerprint,
+        "deployed_at": record.deployed_at,
+        "pending_since": since,
+        "pending_for_s": int(now - since) if since else None,
+        "failures": record.failures,
+        "last_error": record.last_error,
+        "next_attempt_at": record.next_attempt_at,
+    }
 
 
 def summary(engine: Engine, now: float) -> dict:
@@ -66,9 +88,29 @@ def summary(engine: Engine, now: float) -> dict:
         "managed_by_workers": sum(1 for i in items if i["managed_by"] == "workers"),
         "due_now": sum(1 for i in items if i["due"]),
         "expiring_within_14_days": [i["domain"] for i in soon],
+        "caddy": _caddy_summary(items),
         "errors": {
             i["domain"]: i["last_error"]
             for i in items
             if i["status"] in ("error", "expired") and i["last_error"]
         },
     }
+
+
+def _caddy_summary(items: list[dict]) -> dict:
+    """Certificates loaded into Caddy, and those whose current one is not there yet
+    (with for how long and why): the delay `status` shows while Caddy is down."""
+    records = {i["domain"]: i["caddy"] for i in items if i.get("caddy")}
+    waiting = {
+        domain: f"not loaded for {int(r['pending_for_s'])} s ({r['failures']} attempts, next "
+                f"{_clock(r['next_attempt_at'])}): {r['last_error']}"
+        for domain, r in records.items() if r["pending_since"]
+    }
+    return {"loaded": sum(1 for r in records.values() if r["deployed_at"] and not r["pending_since"]),
+            "waiting": waiting}
+
+
+def _clock(ts) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S UTC", time.gmtime(number(ts))) if number(ts) else "-"

@@ -29,6 +29,7 @@ class CertSettings:
     lease_seconds: float = 900.0
     weekly_limit: int = 50
     api_urls: dict[str, str] = field(default_factory=dict)  # provider type -> base URL
+    caddy_admin_url: str | None = None  # http://host:port or unix//path: certificates are loaded there
 
     def directory_for(self, tls_mode: str | None) -> str:
         if tls_mode == "auto-staging" and self.directory == LETSENCRYPT:

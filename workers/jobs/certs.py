@@ -16,6 +16,7 @@ from ..config import ConfigError, env_choice, env_float, env_int, env_str
 from ..registry import Job, JobContext, Option
 
 HOUR = 3600.0
+MINUTE = 60.0
 
 
 def _resolvers(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
@@ -62,7 +63,16 @@ def cert_settings(env: Mapping[str, str]) -> CertSettings:
         url = env_str(env, f"PROXYOS_DNS_API_URL_{kind.upper()}")
         if url:
             api_urls[kind] = url
+    caddy = env_str(env, "PROXYOS_CADDY_ADMIN_URL")
+    if caddy:
+        from tasks.certs.caddy_admin import parse_admin_url
+
+        try:
+            parse_admin_url(caddy)
+        except ValueError as exc:
+            raise ConfigError("PROXYOS_CADDY_ADMIN_URL", caddy, str(exc)) from None
     return CertSettings(
+        caddy_admin_url=caddy,
         directory=directory,
         email=env_str(env, "PROXYOS_ACME_EMAIL", "") or "",
         ca_bundle=bundle,
@@ -115,6 +125,31 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
     return outcome.as_dict()
 
 
+def _run_caddy_sync(ctx: JobContext, _options: dict) -> dict:
+    from tasks.certs.caddy_admin import CaddyError
+    from tasks.certs.caddy_deploy import sync_caddy
+
+    settings = cert_settings(ctx.settings.env)
+    if not settings.caddy_admin_url:
+        raise Skipped("PROXYOS_CADDY_ADMIN_URL is not set: no Caddy to load certificates into")
+    try:
+        return sync_caddy(ctx.engine, settings, clock=ctx.clock)
+    except CaddyError as exc:
+        raise CertError(str(exc)) from None
+
+
+def _render_caddy(summary: Mapping) -> str:
+    lines = [f"  Caddy ({summary.get('caddy')}): {summary.get('in_caddy', 0)} of the workers' certificates loaded"]
+    for key in ("loaded", "waiting"):
+        if summary.get(key):
+            lines.append(f"  {key}: {', '.join(summary[key])}")
+    if summary.get("removed"):
+        lines.append(f"  removed: {summary['removed']} entries of certificates the workers no longer deploy")
+    for domain, error in {**summary.get("failed", {}), **summary.get("unreadable", {})}.items():
+        lines.append(f"  {domain}: {error}")
+    return "\n".join(lines)
+
+
 def _status(ctx: JobContext) -> dict:
     from tasks.certs.listing import summary
 
@@ -151,6 +186,16 @@ JOBS = [
         status=_status,
         check_settings=cert_settings,
         render=_render,
+    ),
+    Job(
+        name="caddy-sync",
+        help="Load the workers' certificates into Caddy (PROXYOS_CADDY_ADMIN_URL) where they are "
+        "missing or stale, by fingerprint; writes nothing when Caddy is in step.",
+        run=_run_caddy_sync,
+        every=MINUTE,
+        example="proxyos-worker run-once caddy-sync",
+        check_settings=cert_settings,
+        render=_render_caddy,
     ),
     Job(
         name="issue",

@@ -77,3 +77,16 @@ def cert_env(tmp_path: Path, worker_env: dict, bind: Bind, pebble: Pebble) -> di
         PROXYOS_SECRET=SECRET,
     )
     return env
+
+
+@pytest.fixture
+def caddy(tmp_path: Path):
+    """Debian's caddy on free loopback ports, started from a ProxyOS-shaped base
+    configuration (no routes, no certificates); skipped where caddy is not installed."""
+    if not shutil.which("caddy"):
+        pytest.skip("caddy is not installed (apt-get install caddy)")
+    from caddy_server import start_caddy
+
+    server = start_caddy(tmp_path / "caddy")
+    yield server
+    server.stop()

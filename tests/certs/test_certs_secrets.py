@@ -139,3 +139,50 @@ def test_api_url_userinfo_becomes_basic_auth():
     assert provider.api_url == "https://pdns.example.test:8081"
     assert provider.session.auth == ("bob", "s@fe-pass-1")
     assert redact("said s@fe-pass-1 and s%40fe-pass-1") == f"said {MASK} and {MASK}"
+
+
+def _key_forms(pem: str) -> list[str]:
+    """A private key as it could leak: the PEM, JSON-escaped, and each base64 line."""
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return [pem, json.dumps(pem)[1:-1], "".join(lines), *lines]
+
+
+def test_private_key_goes_only_to_caddy(cert_env, engine, bind, caddy, tmp_path):
+    """Deploying to Caddy (loaded, refused, unreachable): the certificate's private key
+    is in no log line (JSON, debug), output, task_runs, audit row or recorded error."""
+    from servers import free_port
+
+    from db.tables_certs import cert_deployments
+
+    env = dict(cert_env, PROXYOS_CADDY_ADMIN_URL=caddy.admin_url, PROXYOS_LOG_FORMAT="json", LOG_LEVEL="debug")
+    provider = add_provider(engine, bind.credentials)
+    add_route(engine, domain := unique(), provider)
+    outputs = [run_cli(["run-once", "issue", "--domain", domain, "--json"], env)]
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    key_path = tmp_path / "certs" / domain / "privkey.pem"
+    key = key_path.read_text()
+    assert caddy.loaded() and caddy.loaded()[0]["key"] == key  # it did go to Caddy
+    caddy.load(caddy.boot)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    wrong = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key_path.write_text(wrong)  # Caddy refuses this pair, with an error about the key
+    outputs.append(run_cli(["run-once", "caddy-sync", "--json"], env))
+    outputs.append(run_cli(["run-once", "caddy-sync", "--json"],
+                           dict(env, PROXYOS_CADDY_ADMIN_URL=f"http://127.0.0.1:{free_port()}")))
+    outputs.append(run_cli(["certs", "--json"], env))
+    outputs.append(run_cli(["status", "--json"], env))
+    with engine.connect() as conn:
+        recorded = conn.execute(sa.select(task_runs.c.summary, task_runs.c.error)).all()
+        audits = conn.execute(sa.select(audit_log.c.detail)).all()
+        deployments = conn.execute(sa.select(cert_deployments)).all()
+        errors = conn.execute(sa.select(certificates.c.last_error)).all()
+    assert "does not match" in deployments[0].last_error
+    everything = "\n".join([*(o.stdout + o.stderr for o in outputs), json.dumps([list(r) for r in recorded]),
+                            json.dumps([list(r) for r in audits]), json.dumps([list(r) for r in deployments]),
+                            json.dumps([list(r) for r in errors])])
+    assert "PRIVATE KEY" not in everything
+    for form in _key_forms(key) + _key_forms(wrong):
+        assert form not in everything, form[:40]

@@ -6,9 +6,11 @@ latencies. In one run it reports:
 
 1. ingest: lines/s of `ingest` reading a Caddy JSON access log of `--ingest-lines` lines
    (default: all N, capped at 1,000,000), counting every line into the `1m` (and rollup)
-   buckets as it goes, then cutting each route to its newest 1,000 rows (ProxyOS's ring);
-   and the same without the cap, into the database the later stages use (the rest of the
-   N rows are written straight into access_log, numbered as ingest numbers them);
+   buckets as it goes, then cutting each route to its newest 1,000 rows (ProxyOS's ring),
+   as the job runs (a catch-up this long is read in a second process) and with the
+   reading forced into the job's own process, side by side; and without the cap, into
+   the database the later stages use (the rest of the N rows are written straight into
+   access_log, numbered as ingest numbers them);
 2. aggregate: rows/s of `aggregate` over all N rows (left uncounted, as after an upgrade),
    against one bare
    `INSERT ... SELECT ... GROUP BY` (1m buckets only, no histograms) run by the `sqlite3`
@@ -49,6 +51,8 @@ from db.tables import routes
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.histogram import bin_of
 from tasks.traffic.ingest import ingest
+from tasks.traffic.logfile import Position, plan
+from tasks.traffic.parse_process import worth_a_process
 from tasks.traffic.prune import Pacing, prune
 from tasks.traffic.retention import DAY_S, Retention, rules
 from tasks.traffic.rows import row_id
@@ -385,22 +389,30 @@ def main() -> None:
         for i, req in enumerate(t.requests(ingest_lines, START, END)):
             fh.write(caddy_line(t, *req, i))
     size_mb = log.stat().st_size / 1e6
-    capped_db = work / "capped.db"
-    capped = fresh_db(capped_db, t)
-    for key, target, keep in (("ingest_lines_per_s", capped, 1000), ("ingest_no_cap_lines_per_s", engine, 0)):
+    runs = (  # (figure, database, cap, read in a second process: None as the job decides)
+        ("ingest_lines_per_s", "capped.db", 1000, None),
+        ("ingest_one_process_lines_per_s", "capped-one-process.db", 1000, False),
+        ("ingest_no_cap_lines_per_s", None, 0, None),
+    )
+    for key, name, keep, in_process in runs:
+        target = fresh_db(work / name, t) if name else engine
+        settle_writes()
         started = time.perf_counter()
-        summary = ingest(target, log, keep_per_route=keep)
+        summary = ingest(target, log, keep_per_route=keep, parse_in_process=in_process)
         took = time.perf_counter() - started
         assert summary["inserted"] == summary["counted"] == ingest_lines, summary
         figures[key] = round(ingest_lines / took)
         if keep:
             figures["ingest_trimmed_rows"] = summary["trimmed"]
-        cap = f"each route cut to its newest {keep:,} ({summary['trimmed']:,} rows deleted)" if keep else "no cap"
-        print(f"ingest ({cap}; every line counted into the minutes): {ingest_lines:,} lines "
+        cap = f"each route cut to its newest {keep:,} ({summary['trimmed']:,} rows cut)" if keep else "no cap"
+        second = in_process if in_process is not None else worth_a_process(plan(log, Position()).segments)
+        where = "read in a second process" if second else "read in the job's own process"
+        print(f"ingest ({cap}; every line counted into the minutes; {where}): {ingest_lines:,} lines "
               f"({size_mb:.0f} MB) in {took:.1f} s = {ingest_lines / took:,.0f} lines/s (goal 40,000)")
-    capped.dispose()
-    for stale in work.glob("capped.db*"):
-        stale.unlink()
+        if name:
+            target.dispose()
+            for stale in work.glob(name + "*"):
+                stale.unlink()
     log.unlink()
     uncount(db)  # set-up for 2.: the aggregate job counts all N rows
 

@@ -13,17 +13,18 @@ A backlog (after an upgrade, or a failed count) is counted in batches at the end
 run. Each route written to is cut to its newest rows (`ring`): a batch is committed
 only once the lines read after it reach a look-ahead, and its rows that those lines
 push beyond the cap are counted in its transaction but never stored; at the end of the
-run, the routes are trimmed.
+run, the routes are trimmed. The reading side (`reader`: parsing, the look-ahead, the
+limits of a run) runs in a second process while this one writes when there is much to
+read (`parse_process`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
-from itertools import islice
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -37,9 +38,10 @@ from tasks.outcome import Skipped
 from . import ring, state
 from .aggregate import aggregate, count_in_transaction
 from .aggregate import pending as aggregate_pending
-from .caddy import MalformedLine, parse_line
-from .histogram import bin_of
-from .logfile import MAX_LINE_BYTES, Plan, Position, Segment, plan, read_lines, with_fingerprint
+from .batches import Batch, Parsing
+from .logfile import Plan, Position, Segment, plan, with_fingerprint
+from .parse_process import batches_from_a_process, worth_a_process
+from .reader import Limits, Reading, ready_batches
 from .routing import HostMap, load_host_map
 from .rows import insert_rows
 
@@ -52,21 +54,12 @@ DEFAULT_KEEP_PER_ROUTE = 1000  # ProxyOS's access-log ring
 # that the lines read after them push beyond the cap are counted and never stored. About
 # 450 bytes of memory a line.
 DEFAULT_LOOKAHEAD_LINES = 100_000
-SAMPLE_CHARS = 160
 # A line whose `ts` is older than this, or further ahead of now than MAX_AHEAD_S, is
 # malformed: a broken clock or a forged line, and far enough ahead it would break the
 # buckets' arithmetic (milliseconds in a BIGINT).
 MAX_AGE_S = 10 * 365 * 86400
 MAX_AHEAD_S = 86400
-BATCH_BYTES = 64 << 20  # a batch ends after this many bytes too (long lines)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one run reads at most; the next run goes on from there."""
-
-    bytes: int = 1 << 30
-    seconds: float = 300.0
+DEFAULT_LIMITS = Limits()
 MAX_UNMATCHED_SAMPLES = 5
 
 BatchHook = Callable[[str, int], None]  # (event, batch number): progress, fault injection
@@ -118,18 +111,6 @@ class Tally:
         return out
 
 
-@dataclass
-class _Batch:
-    rows: list[tuple] = field(default_factory=list)
-    numbers: list[int] = field(default_factory=list)  # each row's number among its route's (ring.Doom)
-    start: int = 0  # the offset of the batch's first line
-    end: int = 0  # the offset just after the batch's last line
-    lines: int = 0
-    malformed: int = 0
-    unmatched: int = 0
-    already_stored: int = 0
-
-
 def _load_position(conn: Connection, source: str) -> Position:
     row = conn.execute(sa.select(positions).where(positions.c.source == source)).mappings().first()
     if row is None:
@@ -164,26 +145,24 @@ class Ingester:
         proxyos_rows_until: int = 0,
         keep_per_route: int = 0,
         lookahead_lines: int = 0,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
+        parse_in_process: bool | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
-        self.hosts = hosts
-        self.proxyos_rows_until = proxyos_rows_until
         self.batch_lines = batch_lines
         self.clock = clock
         self.on_batch = on_batch
         self.tally = Tally()
-        self.doom = ring.Doom(keep_per_route)
-        self.limits = limits
         now = clock()
-        self.window = (now - MAX_AGE_S, now + MAX_AHEAD_S)  # the `ts` accepted
-        self.lookahead_lines = lookahead_lines if keep_per_route > 0 else 0
+        parsing = Parsing(hosts, now - MAX_AGE_S, now + MAX_AHEAD_S, proxyos_rows_until)
+        self.reading = Reading(parsing, batch_lines, keep_per_route, lookahead_lines, limits)
+        self.parse_in_process = parse_in_process
         self.conn: Connection | None = None  # one connection for the run's batches
 
-    def _commit(self, expected: Position, new: Position, batch: _Batch) -> None:
+    def _commit(self, expected: Position, new: Position, batch: Batch) -> None:
         number = self.tally.batches + 1
-        doomed = self.doom.doomed(batch.rows, batch.numbers)  # worked out before taking the write lock
+        doomed = batch.doomed
         with write_transaction(self.engine, self.conn) as conn:
             moved = conn.execute(
                 sa.update(positions)
@@ -239,46 +218,7 @@ class Ingester:
         counted = count_in_transaction(conn, low, low + len(rows), unstored)
         return counted, len(unstored)
 
-    def _parse(self, line: bytes | None, batch: _Batch, path: Path) -> None:
-        batch.lines += 1
-        start = batch.end  # where this line begins: just after the one before
-        if line is None:
-            self._malformed(batch, path, start, f"a line longer than {MAX_LINE_BYTES >> 20} MiB", b"")
-            return
-        if not line.strip():
-            batch.lines -= 1
-            return
-        try:
-            req = parse_line(line, *self.window)
-        except MalformedLine as exc:
-            self._malformed(batch, path, start, str(exc), line)
-            return
-        except Exception as exc:  # noqa: BLE001 - one line's fault is that line's, whatever it is
-            self._malformed(batch, path, start, f"{type(exc).__name__}: {exc}", line)
-            return
-        if req.recorded_at <= self.proxyos_rows_until:
-            batch.already_stored += 1  # ProxyOS stored this request itself, before the workers
-            return
-        route = self.hosts.route_for(req.host)
-        if route is None:
-            batch.unmatched += 1
-            hosts = self.tally.unmatched_hosts
-            if req.host in hosts or len(hosts) < MAX_UNMATCHED_SAMPLES:
-                hosts[req.host] = hosts.get(req.host, 0) + 1
-            return
-        batch.rows.append((
-            route, req.method, req.path, req.status_code, req.latency_ms, req.bytes_out,
-            req.client_ip, req.user_agent, req.recorded_at, bin_of(req.latency_ms),
-        ))
-        batch.numbers.append(self.doom.saw(route, req.recorded_at))
-
-    def _malformed(self, batch: _Batch, path: Path, start: int, why: str, line: bytes) -> None:
-        batch.malformed += 1
-        if self.tally.malformed_sample is None:
-            text = line[:SAMPLE_CHARS].decode("utf-8", "replace")
-            self.tally.malformed_sample = f"{path} byte {start}: {why[:SAMPLE_CHARS]}: {text!r}"
-
-    def _flush(self, committed: Position, segment: Segment, batch: _Batch) -> Position:
+    def _flush(self, committed: Position, segment: Segment, batch: Batch) -> Position:
         new = with_fingerprint(segment.path, replace(segment.start, offset=batch.end))
         if new == committed and not batch.lines:
             return committed
@@ -294,40 +234,29 @@ class Ingester:
             return self._run(committed, todo)
 
     def _run(self, committed: Position, todo: Plan) -> Tally:
-        """Batches are committed in order, each once the lines read after it reach the
-        look-ahead (or the segment ends): what they tell the ring (`ring.Doom`) spares
-        storing rows that are bound to be deleted. Reading stops at a batch's end once
-        the run has read `limits.bytes` or lasted `limits.seconds`; the next run goes on."""
-        started, read = time.monotonic(), 0
-        for segment in todo.segments:
-            self.tally.files.append(str(segment.path))
-            waiting: deque[_Batch] = deque()
-            batch = _Batch(start=segment.start.offset, end=segment.start.offset)
-            for line, offset in read_lines(segment):
-                self._parse(line, batch, segment.path)
-                batch.end = offset
-                if batch.lines < self.batch_lines and batch.end - batch.start < BATCH_BYTES:
-                    continue
-                waiting.append(batch)
-                read += batch.end - batch.start
-                while waiting and _read_after_first(waiting) >= self.lookahead_lines:
-                    committed = self._flush(committed, segment, waiting.popleft())
-                batch = _Batch(start=offset, end=offset)
-                if read >= self.limits.bytes or time.monotonic() - started >= self.limits.seconds:
-                    self.tally.stopped = (f"read {read / 1e6:.0f} MB in {time.monotonic() - started:.0f} s, "
-                                          "this run's limit; the next run goes on")
-                    break
-            waiting.append(batch)
-            for pending in waiting:
-                committed = self._flush(committed, segment, pending)
-            if self.tally.stopped:
-                break
+        """Commit the batches as the reading side hands them on (`reader`): here, or
+        from a second process when there is much to read."""
+        segments = todo.segments
+        in_process = worth_a_process(segments) if self.parse_in_process is None else self.parse_in_process
+        read = batches_from_a_process if in_process else ready_batches
+        with closing(read(segments, self.reading)) as batches:
+            for batch in batches:
+                segment = segments[batch.segment]
+                if len(self.tally.files) <= batch.segment:
+                    self.tally.files.append(str(segment.path))
+                self._note_samples(batch)
+                committed = self._flush(committed, segment, batch)
+                self.tally.stopped = batch.stopped
         return self.tally
 
-
-def _read_after_first(waiting: deque[_Batch]) -> int:
-    """The lines read after the oldest waiting batch (a few batches: summed each time)."""
-    return sum(batch.lines for batch in islice(waiting, 1, None))
+    def _note_samples(self, batch: Batch) -> None:
+        tally = self.tally
+        if tally.malformed_sample is None:
+            tally.malformed_sample = batch.first_malformed
+        hosts = tally.unmatched_hosts
+        for host, count in batch.unmatched_hosts.items():
+            if host in hosts or len(hosts) < MAX_UNMATCHED_SAMPLES:
+                hosts[host] = hosts.get(host, 0) + count
 
 
 def _trim(engine: Engine, routes: set[str], keep: int, started_at_seq: int) -> int:
@@ -354,11 +283,13 @@ def ingest(
     on_batch: BatchHook | None = None,
     keep_per_route: int = DEFAULT_KEEP_PER_ROUTE,
     lookahead_lines: int = DEFAULT_LOOKAHEAD_LINES,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
+    parse_in_process: bool | None = None,
 ) -> dict:
     """Read every complete new line of `source` into `access_log` and count it into the
     buckets; keep each route written to at its newest `keep_per_route` rows (0: no cap).
-    Returns a summary."""
+    Lines are parsed in a second process when there are many (`parse_process`), or as
+    `parse_in_process` says. Returns a summary."""
     source = Path(source)
     with engine.connect() as conn:
         proxyos_rows_until = state.proxyos_rows_until(conn)
@@ -381,7 +312,7 @@ def ingest(
     if todo.lost:
         log.warning("traffic ingest: lines may be missing: %s", todo.lost)
     ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until, keep_per_route,
-                        lookahead_lines, limits)
+                        lookahead_lines, limits, parse_in_process)
     ingester.tally.lost = todo.lost
     tally = ingester.run(committed, todo)
     watermark, newest = aggregate_pending(engine)

@@ -200,21 +200,22 @@ CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
     from db.engine import create_engine
     from tasks.traffic.ingest import ingest
-    url, path, event, number = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    url, path, event, number, in_process = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     def crash(ev, n):
         if ev == event and n == number:
             os._exit(9)
-    ingest(create_engine(url), path, batch_lines=7, on_batch=crash)
+    ingest(create_engine(url), path, batch_lines=7, on_batch=crash, parse_in_process=in_process == "yes")
     sys.exit(0)
 """)
 
 
+@pytest.mark.parametrize("in_process", ["no", "yes"])  # the lines read here, or in a second process
 @pytest.mark.parametrize("event", ["before_commit", "committed"])
-def test_a_crash_between_batches_loses_and_duplicates_nothing(engine, sqlite_url, log_path, event):
+def test_a_crash_between_batches_loses_and_duplicates_nothing(engine, sqlite_url, log_path, event, in_process):
     add_route(engine, "r1", "app.example.com")
     append(log_path, numbered("app.example.com", 0, 30) + "junk\n" + numbered("app.example.com", 30, 20))
     done = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, sqlite_url, str(log_path), event, "3"],
+        [sys.executable, "-c", CRASH_SCRIPT, sqlite_url, str(log_path), event, "3", in_process],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
     )
     assert done.returncode == 9, done.stderr

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,7 +25,7 @@ from .caddy_admin import AdminClient, CaddyError, Response
 
 LOAD_PEM = "/config/apps/tls/certificates/load_pem"
 TAG = "proxyos-workers"
-ATTEMPTS = 5  # read-compute-write rounds lost to other writers before giving up this time
+ATTEMPTS = 8  # read-compute-write rounds lost to other writers before giving up this time
 
 
 class Conflict(CaddyError):
@@ -154,7 +156,9 @@ Plan = Callable[[Snapshot], list]
 def update(client: AdminClient, plan: Plan) -> Snapshot:
     """Read the list, ask `plan` for the new one, write it unless it is the same; again
     when another writer came in between. Returns the list Caddy holds afterwards."""
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        if attempt:  # writers that collided should not collide again in step
+            time.sleep(random.uniform(0, 0.05 * attempt))
         snapshot = read(client)
         entries = plan(snapshot)
         if snapshot.exists and _same(entries, snapshot.raw):

@@ -354,3 +354,98 @@ def test_sync_job_through_the_cli_and_status(cert_env, engine, caddy, cli, bind)
     assert runs == [("caddy-sync", "ok")]
     bad = cli(["run-once", "caddy-sync"], dict(env, PROXYOS_CADDY_ADMIN_URL="https://x"))
     assert bad.returncode == 2 and "PROXYOS_CADDY_ADMIN_URL" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_sweep_loads_every_certificate_and_a_bad_one_keeps_no_other_out(any_engine, settings, bind, pebble,
+                                                                            caddy):
+    """Three certificates issued at once (their loads race: If-Match sorts them out), on
+    SQLite and PostgreSQL; after a reload one with a broken key pair is refused alone;
+    a route leaving tls_mode dns has its entry removed."""
+    from tasks.certs.sweep import run_sweep
+
+    engine = any_engine
+    settings = dataclasses.replace(_with_caddy(settings, caddy), concurrency=3)
+    provider = add_provider(engine, bind.credentials)
+    domains = [unique() for _ in range(3)]
+    route_ids = [add_route(engine, domain, provider) for domain in domains]
+    result = run_sweep(engine, settings)
+    assert result.get("issued") == 3 and all("error" not in c for c in result["certificates"]), result
+    assert len(caddy.loaded()) == 3
+    for domain in domains:
+        assert caddy.served(domain).serial_number == _file_serial(settings, domain)
+    with engine.connect() as conn:
+        recorded = conn.execute(sa.select(cert_deployments)).all()
+    assert len(recorded) == 3 and all(r.pending_since is None and r.serial for r in recorded)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    (settings.cert_dir / domains[0] / "privkey.pem").write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    caddy.load(caddy.boot)
+    synced = sync_caddy(engine, settings)
+    assert synced["loaded"] == sorted(domains[1:]) and list(synced["failed"]) == [domains[0]], synced
+    assert _served_serial(caddy, domains[0]) is None
+    with engine.connect() as conn:
+        from db.tables import routes
+
+        conn.execute(routes.update().where(routes.c.id == route_ids[1]).values(tls_mode="auto"))
+        conn.commit()
+    synced = sync_caddy(engine, settings)
+    assert synced["removed"] == 1 and synced["waiting"] == [domains[0]], synced
+    kept = _cert_id(engine, domains[2])
+    assert [e["tags"] for e in caddy.loaded()] == [["proxyos-workers", f"proxyos-workers:{kept}"]]
+
+
+def _cert_id(engine, domain) -> str:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(certificates.c.id).where(certificates.c.domain == domain)).scalar_one()
+
+
+def test_a_request_in_flight_during_the_swap_is_answered(engine, settings, bind, pebble, caddy):
+    """A request Caddy is proxying while the renewed certificate is loaded gets its answer
+    on the same connection (the upstream answers only once the swap is done)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    arrived, swapped = threading.Event(), threading.Event()
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            arrived.set()
+            swapped.wait(30)
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"done")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        settings = _with_caddy(settings, caddy)
+        domain, route_id, cert_id = _new_route(engine, bind)
+        _issue(engine, settings, cert_id)
+        caddy.patch_routes([{"@id": f"proxyos-route-{route_id}", "match": [{"host": [domain]}], "handle": [
+            {"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{upstream.server_address[1]}"}]}]}])
+        import socket
+        import ssl
+
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", caddy.https_port), timeout=30) as raw, \
+                context.wrap_socket(raw, server_hostname=domain) as tls:
+            first = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
+            assert arrived.wait(30)
+            assert _issue(engine, settings, cert_id).result == "renewed"
+            renewed = _file_serial(settings, domain)
+            assert _served_serial(caddy, domain) == renewed != first  # the swap is done
+            swapped.set()
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"done"), answer[:200]
+    finally:
+        swapped.set()
+        upstream.shutdown()

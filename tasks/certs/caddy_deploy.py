@@ -217,25 +217,8 @@ def sync_caddy(engine: Engine, settings: CertSettings, *, clock: Callable[[], fl
         return item.cert_id not in want.ids
 
     stale = [item for item in snapshot.loaded if drop(item)]
-    failed: dict[str, CaddyError] = {}
-    written: list[Pem] = []
-    removed = 0
-    if due or stale:
-        try:
-            _update_from(client, snapshot, caddy_load.replace_plan(due, drop))
-            written, removed = due, len(stale)
-        except CaddyRefused as exc:  # one bad certificate must not keep the others out
-            if len(due) <= 1:
-                failed = {p.cert_id: exc for p in due}
-            else:
-                for pem in due:
-                    try:
-                        caddy_load.update(client, caddy_load.replace_plan([pem], drop))
-                        written.append(pem)
-                    except CaddyError as one:
-                        failed[pem.cert_id] = one
-        except CaddyError as exc:
-            failed = {p.cert_id: exc for p in due}
+    written, failed = _load(client, snapshot, due, drop) if (due or stale) else ([], {})
+    removed = len(stale) if written or not failed else 0  # every successful write drops them
     held = [p for p in want.pems if p.fingerprint in present]
     _record(engine, want, known, held + written, failed, now)
     for pem in written:
@@ -251,6 +234,27 @@ def sync_caddy(engine: Engine, settings: CertSettings, *, clock: Callable[[], fl
         "failed": {want.domains[i]: str(e) for i, e in failed.items()},
         "unreadable": {want.domains[i]: why for i, why in want.unreadable.items()},
     }
+
+
+def _load(client: AdminClient, snapshot: Snapshot, due: list[Pem], drop) -> tuple[list[Pem], dict[str, CaddyError]]:
+    """Load `due` and drop what `drop` names, in one write; if Caddy refuses it, each
+    certificate alone, so that one bad certificate keeps no other out."""
+    try:
+        _update_from(client, snapshot, caddy_load.replace_plan(due, drop))
+        return due, {}
+    except CaddyRefused as exc:
+        if len(due) <= 1:
+            return [], {p.cert_id: exc for p in due}
+    except CaddyError as exc:
+        return [], {p.cert_id: exc for p in due}
+    written, failed = [], {}
+    for pem in due:
+        try:
+            caddy_load.update(client, caddy_load.replace_plan([pem], drop))
+            written.append(pem)
+        except CaddyError as exc:
+            failed[pem.cert_id] = exc
+    return written, failed
 
 
 def _update_from(client: AdminClient, snapshot: Snapshot, plan_: caddy_load.Plan) -> None:

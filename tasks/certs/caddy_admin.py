@@ -5,10 +5,11 @@ Built on `http.client` (a unix socket is one `connect` away), so no dependency i
 Every write can carry Caddy's ETag as `If-Match`: Caddy answers 412 when the value at the
 path changed since it was read, so two writers never lose each other's update.
 
-Caddy sends a GET's ETag as an HTTP trailer, which `http.client` does not expose; it is
-`"<path> <FNV-1a 32 of the body, hex>"` (caddy/admin.go, `etagHasher`, `makeEtag`), so
-it is computed here from the body that was read. A wrong value can only cost a 412 and a
-retry, never a lost update."""
+Caddy 2.8 and later send a GET's ETag as a header (an xxhash of the body), used as it
+is. Caddy 2.6 and 2.7 send it as an HTTP trailer, which `http.client` does not expose;
+there it is `"<path> <FNV-1a 32 of the body, hex>"` (caddy/admin.go, `etagHasher`,
+`makeEtag`), so it is computed from the body that was read. A wrong value could only
+cost 412s and a recorded failure, never a lost update."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def caddy_message(body: bytes) -> str:
 class Response:
     status: int
     body: bytes
+    etag_header: str | None = None  # Caddy >= 2.8; 2.6 sends it as a trailer
 
     def json(self):
         return json.loads(self.body or b"null")
@@ -139,7 +141,7 @@ class AdminClient:
         try:
             conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
-            return Response(response.status, response.read())
+            return Response(response.status, response.read(), response.getheader("Etag"))
         except (OSError, http.client.HTTPException) as exc:
             raise CaddyUnreachable(
                 f"Caddy's admin API at {self.url} did not answer ({_why(exc)}): is Caddy running, "

@@ -125,7 +125,7 @@ def read(client: AdminClient) -> Snapshot:
 def _etag(response: Response) -> str:
     from .caddy_admin import etag
 
-    return etag(LOAD_PEM, response.body)
+    return response.etag_header or etag(LOAD_PEM, response.body)
 
 
 def _missing(response: Response) -> bool:

@@ -104,6 +104,8 @@ def parse_admin_url(url: str) -> tuple[str, str | int]:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
         raise ValueError("http://host:port or unix//path/to/admin.sock")
+    if parts.username is not None:
+        raise ValueError("http://host:port without user:password (Caddy's admin API takes none)")
     try:
         port = parts.port or 80
     except ValueError:

@@ -458,3 +458,19 @@ def test_etag_header_of_newer_caddy_is_used_as_sent():
 
     assert _etag(Response(200, b"[]\n", f'"{LOAD_PEM} 1a2b3c4d5e6f7081"')) == f'"{LOAD_PEM} 1a2b3c4d5e6f7081"'
     assert _etag(Response(200, b"[]\n")) == etag(LOAD_PEM, b"[]\n")
+
+
+@pytest.mark.parametrize(("url", "accepted"), [
+    ("http://127.0.0.1:2019", ("127.0.0.1", 2019)), ("http://localhost:2019/", ("localhost", 2019)),
+    ("unix//run/caddy/admin.sock", ("unix", "/run/caddy/admin.sock")), ("https://127.0.0.1:2019", None),
+    ("http://admin:pw@127.0.0.1:2019", None), ("http://127.0.0.1:2019/config/", None), ("unix//", None),
+    ("127.0.0.1:2019", None), ("http://127.0.0.1:99999", None),
+])
+def test_admin_url_forms(url, accepted):
+    from tasks.certs.caddy_admin import parse_admin_url
+
+    if accepted is None:
+        with pytest.raises(ValueError):
+            parse_admin_url(url)
+    else:
+        assert parse_admin_url(url) == accepted

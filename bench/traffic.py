@@ -48,13 +48,15 @@ from pathlib import Path
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
 from db.tables import routes
+from tasks.retention.prune import Pacing, prune
+from tasks.retention.rules import DAY_S
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.histogram import bin_of
 from tasks.traffic.ingest import ingest
 from tasks.traffic.logfile import Position, plan
 from tasks.traffic.parse_process import worth_a_process
-from tasks.traffic.prune import Pacing, prune
-from tasks.traffic.retention import DAY_S, Retention, rules
+from tasks.traffic.retention import TrafficRetention
+from tasks.traffic.retention import rules as traffic_rules
 from tasks.traffic.rows import row_id
 
 START = 1_764_000_000 - DAY_S  # the data covers the 24 hours before this "now"
@@ -313,8 +315,7 @@ def prune_run(db: Path, engine, rows: int, number: int) -> dict:
     settle_writes()
     cutoff = nth_oldest(db, rows)
     expected = count(db, f"recorded_at < {cutoff}")
-    only_access_log = rules(Retention(access_log_per_route=0, health_keep=10**9, health_days=0, task_runs_days=0,
-                                      metrics_days={}))
+    only_access_log = traffic_rules(TrafficRetention(access_log_per_route=0, metrics_days={}))
     wal_before = wal_mb(db)
     with Writer(db) as writer, WalPeak(db) as wal_peak, GcPauses() as gc_pauses:
         started = time.perf_counter()

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,13 @@ from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, unco
 from db.engine import sqlite_path, write_transaction
 from db.tables import audit_log, health_checks, task_runs
 from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from tasks.retention.prune import MIN_BATCH, Pacing, prune
+from tasks.retention.rules import DAY_S, Rule
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
-from tasks.traffic.prune import MIN_BATCH, Pacing, prune
-from tasks.traffic.retention import DAY_S, Retention, Rule, rules
+from tasks.traffic.retention import TrafficRetention
+from workers import settings_retention
+from workers.settings_retention import RetentionSettings
 
 FAST = Pacing(pause_ms=0)
 
@@ -28,24 +32,30 @@ def no_sleep(_seconds: float) -> None:
     pass
 
 
-def run_prune(engine, retention=None, pacing=FAST, now=NOW):
-    return prune(engine, rules(retention or Retention()), now=now, pacing=pacing, sleep=no_sleep)
+def retention(**traffic) -> RetentionSettings:
+    """The defaults (as `PROXYOS_RETENTION_*` unset gives them), traffic's changed by `traffic`."""
+    defaults = settings_retention.load({})
+    return replace(defaults, traffic=TrafficRetention(**traffic)) if traffic else defaults
 
 
-def test_every_rule_is_declared_in_one_place_with_the_issue_defaults():
-    names = [r.name for r in rules(Retention())]
+def run_prune(engine, settings=None, pacing=FAST, now=NOW):
+    return prune(engine, (settings or retention()).rules(), now=now, pacing=pacing, sleep=no_sleep)
+
+
+def test_every_area_declares_its_rules_with_the_issue_defaults():
+    names = [r.name for r in retention().rules()]
     assert names == [
         "access_log older than 7 days (counted rows only)",
         "access_log beyond the newest 1000 per route (counted rows only)",
+        "traffic_metrics 1m buckets older than 90 days",
+        "traffic_rollups 1h buckets older than 400 days",
         "health_checks beyond the newest 100 per route_id",
         "health_checks older than 30 days",
         "stream_health_checks beyond the newest 100 per stream_id",
         "stream_health_checks older than 30 days",
-        "traffic_metrics 1m buckets older than 90 days",
-        "traffic_rollups 1h buckets older than 400 days",
         "task_runs older than 30 days",
     ]
-    changed = [r.name for r in rules(Retention(access_log_per_route=0, metrics_days={"1m": 1, "1h": 2, "1d": 3}))]
+    changed = [r.name for r in retention(access_log_per_route=0, metrics_days={"1m": 1, "1h": 2, "1d": 3}).rules()]
     assert not [name for name in changed if name.startswith("access_log beyond")]  # 0: no cap
     assert "traffic_rollups 1d buckets older than 3 days" in changed
 
@@ -83,7 +93,7 @@ def test_a_per_route_cap_keeps_the_newest_counted_rows(engine, log_path):
     append(log_path, "".join(caddy_line("a.example.com", NOW - 100 + i) for i in range(50)))
     append(log_path, "".join(caddy_line("b.example.com", NOW - 100 + i) for i in range(5)))
     ingest(engine, log_path, keep_per_route=0)
-    run_prune(engine, Retention(access_log_per_route=20))
+    run_prune(engine, retention(access_log_per_route=20))
     with engine.connect() as conn:
         per_route = dict(conn.execute(
             sa.select(access_log.c.route_id, sa.func.count()).group_by(access_log.c.route_id)
@@ -212,7 +222,7 @@ def test_a_concurrent_writer_keeps_writing_during_a_prune_of_a_million_rows(engi
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ready"
-        summary = prune(engine, rules(Retention()), now=NOW, pacing=Pacing())
+        summary = prune(engine, retention().rules(), now=NOW, pacing=Pacing())
     finally:
         out, _ = writer.communicate("", timeout=60)
     result = json.loads(out.strip().splitlines()[-1])

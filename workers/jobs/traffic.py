@@ -5,19 +5,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db.tables_traffic import traffic_ingest_position
+from tasks.retention.prune import prune
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
-from tasks.traffic.prune import prune
-from tasks.traffic.retention import rules
 
-from .. import settings_traffic
+from .. import settings_retention, settings_traffic
 from ..registry import Job, JobContext
 
 
 def _run_ingest(ctx: JobContext, _options: dict) -> dict:
     s = settings_traffic.load(ctx.settings.env)
     return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
-                  keep_per_route=s.retention.access_log_per_route, limits=s.ingest_limits)
+                  keep_per_route=s.keep_per_route, limits=s.ingest_limits)
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
@@ -26,8 +25,8 @@ def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
 
 
 def _run_prune(ctx: JobContext, _options: dict) -> dict:
-    s = settings_traffic.load(ctx.settings.env)
-    return prune(ctx.engine, rules(s.retention), now=ctx.clock(), pacing=s.pacing)
+    s = settings_retention.load(ctx.settings.env)
+    return prune(ctx.engine, s.rules(), now=ctx.clock(), pacing=s.pacing)
 
 
 def _ingest_status(ctx: JobContext) -> dict:
@@ -97,7 +96,7 @@ JOBS = [
         every=3600.0,
         lease_seconds=60.0,  # renewed every 20 s while a run lasts; a killed run's lease lapses soon
         example="PROXYOS_RETENTION_ACCESS_LOG_DAYS=3 proxyos-worker run-once prune",
-        check_settings=settings_traffic.load,
+        check_settings=settings_retention.load,
         render=_render,
     ),
 ]

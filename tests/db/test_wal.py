@@ -12,7 +12,7 @@ import pytest
 
 from db.engine import create_engine, sqlite_path
 from db.migrate import upgrade
-from tasks.traffic.wal import WalKeeper, truncate_wal
+from db.wal import WalKeeper, truncate_wal
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ enough for that retry to land: the widest gap between its retries up to then is 
 
 On SQLite the WAL is checkpointed during each pause, made to start again from its
 beginning once it holds more than a limit, and truncated after a large prune (see
-`wal`), so it does not stay large.
+`db.wal`), so it does not stay large.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import is_sqlite
+from db.wal import WAL_LIMIT_MB, WalKeeper, truncate_wal
 
-from .retention import Rule
-from .wal import WAL_LIMIT_MB, WalKeeper, truncate_wal
+from .rules import Rule
 
-log = logging.getLogger("proxyos.traffic.prune")
+log = logging.getLogger("proxyos.retention.prune")
 
 MAX_BATCH = 5000
 FIRST_BATCH = 1000  # rows of the first batch, which measures the delete rate
@@ -148,7 +148,7 @@ class Deleter:
         """A batch ran past `abort_ms` and was rolled back: half as many rows next."""
         self.interrupted += 1
         self.batch = max(MIN_BATCH, asked // 2)
-        log.debug("traffic prune: a batch of %d rows ran past %g ms; rolled back, retried smaller",
+        log.debug("prune: a batch of %d rows ran past %g ms; rolled back, retried smaller",
                   asked, self.pacing.abort_ms)
         self._pause()
 
@@ -250,5 +250,5 @@ def prune(
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         summary["wal_checkpoint"] = {"busy": busy, "frames": frames, "ms": took_ms}
     if total:
-        log.info("traffic prune: deleted %d row(s) in %d batch(es)", total, deleter.batches)
+        log.info("prune: deleted %d row(s) in %d batch(es)", total, deleter.batches)
     return summary

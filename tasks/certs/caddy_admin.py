@@ -17,10 +17,12 @@ import http.client
 import json
 import re
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MESSAGE_CHARS = 300  # of Caddy's error message, in recorded errors
+TRANSIENT_RETRIES = (0.05, 0.1, 0.2, 0.4)  # seconds: Caddy's admin endpoint restarting
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{60,}")
 
@@ -31,6 +33,10 @@ class CaddyError(Exception):
 
 class CaddyUnreachable(CaddyError):
     """No answer: Caddy is down, restarting, or the address is wrong."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # refused or reset, not timed out: worth another try at once
 
 
 class CaddyRefused(CaddyError):
@@ -130,7 +136,23 @@ class AdminClient:
 
     def request(self, method: str, path: str, body: object = None, if_match: str | None = None) -> Response:
         """One request; raises CaddyUnreachable when there is no answer. Error statuses
-        are returned, not raised (callers decide what a 412 or 404 means)."""
+        are returned, not raised (callers decide what a 412 or 404 means).
+
+        Caddy 2.6 restarts its admin endpoint after every configuration change, so a
+        request right after one (another writer's, or ours) may find the port closed or
+        the connection reset: that is tried again a few times within a second. Safe for
+        writes too: a write that did arrive makes its repetition fail with 412 or "key
+        already exists", and the caller reads again."""
+        for delay in (*TRANSIENT_RETRIES, None):
+            try:
+                return self._request_once(method, path, body, if_match)
+            except CaddyUnreachable as exc:
+                if delay is None or not exc.transient:
+                    raise
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: object, if_match: str | None) -> Response:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
         if data is not None:
@@ -147,7 +169,8 @@ class AdminClient:
         except (OSError, http.client.HTTPException) as exc:
             raise CaddyUnreachable(
                 f"Caddy's admin API at {self.url} did not answer ({_why(exc)}): is Caddy running, "
-                "and is PROXYOS_CADDY_ADMIN_URL its admin address?"
+                "and is PROXYOS_CADDY_ADMIN_URL its admin address?",
+                transient=not isinstance(exc, TimeoutError | socket.timeout),
             ) from None
         finally:
             conn.close()

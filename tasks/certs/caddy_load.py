@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,9 +154,25 @@ def write(client: AdminClient, snapshot: Snapshot, entries: list) -> None:
 Plan = Callable[[Snapshot], list]
 
 
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(client: AdminClient) -> threading.Lock:
+    """The threads of one process (a `certs` run issues several certificates at once)
+    take turns; If-Match settles it with every other writer."""
+    with _locks_guard:
+        return _locks.setdefault(client.url, threading.Lock())
+
+
 def update(client: AdminClient, plan: Plan) -> Snapshot:
     """Read the list, ask `plan` for the new one, write it unless it is the same; again
     when another writer came in between. Returns the list Caddy holds afterwards."""
+    with _lock_for(client):
+        return _update(client, plan)
+
+
+def _update(client: AdminClient, plan: Plan) -> Snapshot:
     for attempt in range(ATTEMPTS):
         if attempt:  # writers that collided should not collide again in step
             time.sleep(random.uniform(0, 0.05 * attempt))

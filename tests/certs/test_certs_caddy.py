@@ -383,7 +383,7 @@ def test_one_sweep_loads_every_certificate_and_a_bad_one_keeps_no_other_out(any_
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     caddy.load(caddy.boot)
     synced = sync_caddy(engine, settings)
-    assert synced["loaded"] == sorted(domains[1:]) and list(synced["failed"]) == [domains[0]], synced
+    assert synced["loaded"] == sorted(domains[1:]) and list(synced["failed"]) == [domains[0]], json.dumps(synced)
     assert _served_serial(caddy, domains[0]) is None
     with engine.connect() as conn:
         from db.tables import routes
@@ -474,3 +474,22 @@ def test_admin_url_forms(url, accepted):
             parse_admin_url(url)
     else:
         assert parse_admin_url(url) == accepted
+
+
+def test_a_dns_policy_without_a_route_orders_nothing(caddy, pebble):
+    """The automation policy alone starts no management: only a route's host does."""
+    domain = unique()
+    orders = pebble_counts(pebble)["orders"]
+    response = requests.patch(f"{caddy.admin_url}/config/apps/tls/automation/policies",
+                              json=[dns_policy([domain], pebble)], timeout=10)
+    assert response.status_code == 200, response.text
+    assert_caddy_orders_nothing(caddy, pebble, domain, orders)
+
+
+def test_skip_certificates_matches_names_exactly(caddy, pebble):
+    """`*.example.test` in skip_certificates does not cover t....example.test: Caddy orders it."""
+    domain = unique()
+    orders = pebble_counts(pebble)["orders"]
+    caddy.load(proxyos_config(caddy, [route("r", [domain])], [dns_policy([domain], pebble)],
+                              skip_certificates=["*.example.test"]))
+    wait_until(lambda: pebble_counts(pebble)["orders"] > orders, timeout=10, what="Caddy's own order")

@@ -4,8 +4,10 @@ In the consumer, hundreds of short tasks a second each recording a start and a f
 would queue for SQLite's single write lock. The buffered writer collects those records
 and writes them every `interval` seconds in one short transaction; a run that starts and
 finishes within one interval becomes a single INSERT. A run that lasts longer shows as
-`running` within one interval of its start. What a killed process had not yet written
-(at most `interval` seconds of history) is lost; its leases and the jobs' own state,
+`running` within one interval of its start; a periodic run's start is held back for
+`DEFER_S` more, so that one which finds nothing to do can be `discard`ed unwritten.
+What a killed process had not yet written (at most `interval` seconds of history, and
+`DEFER_S` of a periodic run's start) is lost; its leases and the jobs' own state,
 which live in the database, are not.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +49,7 @@ def _write(conn: Connection, new: list[dict[str, Any]], finished: list[dict[str,
             [tuple(row[name] for name in FINISH_COLUMNS) + (row["run_id"],) for row in finished],
         )
 MAX_PENDING = 100_000  # beyond this, with the database unreachable, the oldest are dropped
+DEFER_S = 1.0  # how long a deferred start stays unwritten, waiting to be finished or discarded
 
 
 class RunHistory:
@@ -56,19 +60,29 @@ class RunHistory:
         self._lock = threading.Lock()
         self._new: dict[str, dict[str, Any]] = {}  # rows not yet in the table
         self._finished: dict[str, dict[str, Any]] = {}  # rows in the table, now finished
+        self._not_before: dict[str, float] = {}  # deferred starts: run id -> when to write it
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def started(self, row: dict[str, Any]) -> None:
-        """A run began (or, with its finish columns set, a run that is already over)."""
+    def started(self, row: dict[str, Any], defer: bool = False) -> None:
+        """A run began (or, with its finish columns set, a run that is already over).
+        `defer`: while buffered, not written before DEFER_S unless it finishes first."""
         if not self.buffered:
             with write_transaction(self.engine) as conn:
                 _write(conn, [row], [])
             return
         with self._lock:
             self._new[row["id"]] = row
+            if defer:
+                self._not_before[row["id"]] = time.monotonic() + DEFER_S
         self._ensure_writer()
+
+    def discard(self, run_id: str) -> bool:
+        """Forget a run whose start is not written yet; False when it already is."""
+        with self._lock:
+            self._not_before.pop(run_id, None)
+            return self._new.pop(run_id, None) is not None
 
     def finished(self, run_id: str, **values: Any) -> None:
         if not self.buffered:
@@ -78,15 +92,22 @@ class RunHistory:
         with self._lock:
             if run_id in self._new:  # started and finished within one interval
                 self._new[run_id].update(values)
+                self._not_before.pop(run_id, None)
             else:
                 self._finished[run_id] = {"run_id": run_id, **values}
             if len(self._new) + len(self._finished) > MAX_PENDING:
                 self._drop_oldest()
 
-    def flush(self) -> None:
+    def flush(self, everything: bool = False) -> None:
         with self._lock:
-            new, finished = list(self._new.values()), list(self._finished.values())
-            self._new, self._finished = {}, {}
+            now = time.monotonic()
+            held = {} if everything else {
+                run_id: self._new[run_id] for run_id, when in self._not_before.items() if when > now
+            }
+            new = [row for run_id, row in self._new.items() if run_id not in held]
+            finished = list(self._finished.values())
+            self._new, self._finished = held, {}
+            self._not_before = {run_id: when for run_id, when in self._not_before.items() if run_id in held}
         if not new and not finished:
             return
         try:
@@ -104,7 +125,7 @@ class RunHistory:
         if self._thread:
             self._thread.join(timeout=10)
         if self.buffered:
-            self.flush()
+            self.flush(everything=True)
 
     def _ensure_writer(self) -> None:
         if self._thread is None:
@@ -125,6 +146,7 @@ class RunHistory:
     def _drop_oldest(self) -> None:
         oldest = next(iter(self._finished or self._new))
         self._finished.pop(oldest, None) or self._new.pop(oldest, None)
+        self._not_before.pop(oldest, None)
         log.warning("run history backlog is full; dropped the record of run %s", oldest)
 
 

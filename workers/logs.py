@@ -30,6 +30,16 @@ class JsonFormatter(RedactingFormatter):
         return redact(json.dumps(entry, default=str))
 
 
+# Huey's lines for every task it runs: at two a task and a periodic job every 5 s, they
+# would be most of an idle worker's log. Shown at DEBUG; our runner logs what a run did.
+HUEY_PER_TASK_LINES = frozenset({"Executing %s", "%s executed in %0.3fs", "Added task %s to schedule, eta %s"})
+
+
+class HueyPerTaskLinesAtDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in HUEY_PER_TASK_LINES or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def configure(level: int, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -45,3 +55,6 @@ def configure(level: int, fmt: str = "text") -> None:
     # than our own debug output. Redaction applies either way.
     logging.getLogger("acme.client").setLevel(max(level, logging.INFO))
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    huey = logging.getLogger("huey")
+    huey.filters[:] = [f for f in huey.filters if not isinstance(f, HueyPerTaskLinesAtDebug)]
+    huey.addFilter(HueyPerTaskLinesAtDebug())

@@ -79,7 +79,8 @@ class JobQueue:
             on_demand = bool(options.get(ON_DEMAND))
             delay = retry_delay(options.get(ATTEMPT, 0))
             result = run_job(ctx, job, options, task_id=task_id,
-                             when_busy=f"this request is retried in {delay:g} s" if on_demand else None)
+                             when_busy=f"this request is retried in {delay:g} s" if on_demand else None,
+                             quiet_when_idle=not on_demand)
             if result.busy and on_demand:
                 # A run already in progress may have begun before what this request is
                 # for (rows that came in since): the request waits for its own run.

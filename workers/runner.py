@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from db.engine import describe_url
 from db.errors import explain
 from db.sql import new_id
-from tasks.outcome import Skipped
+from tasks.outcome import NothingToDo, Skipped
 from tasks.redaction import redact
 
 from .leases import acquire_lease, keep_lease, lease_holder, release_dead_leases
@@ -29,6 +29,10 @@ log = logging.getLogger("proxyos.runner")
 HOST = f"{socket.gethostname()}:{os.getpid()}"
 MAX_ERROR_CHARS = 2000
 LEASE_POLL_S = 0.5  # how often a run waiting for a lease tries again
+LOGGED_SUMMARY_CHARS = 300
+
+# A run's status in `task_runs` (IDLE: a periodic run that found nothing to do, not recorded)
+RUNNING, OK, ERROR, SKIPPED, IDLE = "running", "ok", "error", "skipped", "idle"
 
 WaitHook = Callable[[str], None]
 
@@ -37,7 +41,7 @@ WaitHook = Callable[[str], None]
 class RunResult:
     run_id: str
     job: str
-    status: str  # ok | error | skipped
+    status: str  # OK | ERROR | SKIPPED | IDLE
     duration_ms: int
     summary: Mapping[str, Any]
     error: str | None
@@ -116,11 +120,13 @@ def run_job(
     wait_for_lease: float = 0.0,
     on_wait: WaitHook | None = None,
     when_busy: str | None = None,
+    quiet_when_idle: bool = False,
 ) -> RunResult:
     """Run `job` once and record the run. An exclusive job whose lease another run holds is
     `skipped`, unless that run ends within `wait_for_lease` seconds (`on_wait` is told
     whom it waits for); `when_busy` is added to a skipped run's record (what becomes of
-    the request)."""
+    the request). With `quiet_when_idle` (a periodic run), a run that finds nothing to do
+    (`NothingToDo`) is not recorded, if its start was not written yet (`IDLE`)."""
     options = dict(options or {})
     engine = ctx.engine
     run_id = new_id()
@@ -134,26 +140,37 @@ def run_job(
     except Exception as exc:  # the database is unreachable: record it (later, if buffered)
         error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
         log.error("job %s did not run: %s", job.name, error)
-        return _record_finished(ctx, RunResult(run_id, job.name, "error", 0, {}, error), task_id, started)
+        return _record_finished(ctx, RunResult(run_id, job.name, ERROR, 0, {}, error), task_id, started)
     if not leased:
-        skipped = RunResult(run_id, job.name, "skipped", 0, {}, why_skipped, busy=True)
+        skipped = RunResult(run_id, job.name, SKIPPED, 0, {}, why_skipped, busy=True)
         return _record_finished(ctx, skipped, task_id, started)
 
     with ExitStack() as held:
         if job.exclusive:
             held.enter_context(keep_lease(engine, job.name, lease_owner(run_id), job.lease_seconds))
-        ctx.history.started(_row(RunResult(run_id, job.name, "running", 0, {}, None), task_id, started, None))
-        status, summary, error = "ok", {}, None
+        running = RunResult(run_id, job.name, RUNNING, 0, {}, None)
+        ctx.history.started(_row(running, task_id, started, None), defer=quiet_when_idle)
+        status, summary, error, idle = OK, {}, None, False
         try:
             summary = dict(job.run(ctx, options) or {})
+        except NothingToDo as exc:
+            idle = True
+            if exc.summary is None:
+                status, error = SKIPPED, error_message(exc)
+            else:
+                summary = dict(exc.summary)
         except Skipped as exc:
-            status, error = "skipped", error_message(exc)
+            status, error = SKIPPED, error_message(exc)
         except Exception as exc:
-            status, error = "error", error_message(exc, describe_url(engine))
+            status, error = ERROR, error_message(exc, describe_url(engine))
             log.error("job %s failed: %s", job.name, error)
             log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
         finished = time.time()
         result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
+        if idle and quiet_when_idle and ctx.history.discard(run_id):
+            log.debug("job %s found nothing to do", job.name)
+            return RunResult(run_id, job.name, IDLE, result.duration_ms, summary, error)
+        _log_outcome(job, result)
         ctx.history.finished(
             run_id,
             status=status,
@@ -165,17 +182,28 @@ def run_job(
     return result
 
 
+def _log_outcome(job: Job, result: RunResult) -> None:
+    """One line for a run that did something or was skipped (errors are logged as they happen)."""
+    if result.status == SKIPPED:
+        log.info("job %s skipped: %s", job.name, result.error)
+    elif result.status == OK:
+        said = job.render(result.summary) if job.render else json.dumps(result.summary, default=str)
+        if len(said) > LOGGED_SUMMARY_CHARS:
+            said = said[: LOGGED_SUMMARY_CHARS - 3] + "..."
+        log.info("job %s done in %d ms: %s", job.name, result.duration_ms, redact(said))
+
+
 def record_failure(ctx: JobContext, job: str, what: str, error: Exception) -> None:
     """Record a run of `job` that failed before it could start, e.g. `what` = "could not
     schedule this run" when the database refused the tick's claim."""
     message = f"{what}: {error_message(error, describe_url(ctx.engine))}"
-    _record_finished(ctx, RunResult(new_id(), job, "error", 0, {}, message), None, time.time())
+    _record_finished(ctx, RunResult(new_id(), job, ERROR, 0, {}, message), None, time.time())
 
 
 def record_skipped(ctx: JobContext, job: str, why: str, task_id: str | None = None) -> RunResult:
     """Record a run of `job` that was not started on purpose (e.g. the job is disabled here)."""
     log.info("job %s skipped: %s", job, why)
-    return _record_finished(ctx, RunResult(new_id(), job, "skipped", 0, {}, why), task_id, time.time())
+    return _record_finished(ctx, RunResult(new_id(), job, SKIPPED, 0, {}, why), task_id, time.time())
 
 
 def _record_finished(ctx: JobContext, result: RunResult, task_id: str | None, started: float) -> RunResult:

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from db.engine import sqlite_cache, write_transaction
 from db.sql import insert_or_ignore
 from db.tables_traffic import traffic_ingest_position as positions
-from tasks.outcome import Skipped
+from tasks.outcome import NothingToDo
 
 from . import ring, state
 from .aggregate import aggregate, count_in_transaction
@@ -308,7 +308,7 @@ def ingest(
         hosts = load_host_map(conn)
     todo = plan(source, committed)
     if not todo.segments:
-        raise Skipped(f"no access log at {source} (set PROXYOS_ACCESS_LOG)")
+        raise NothingToDo(f"no access log at {source} (set PROXYOS_ACCESS_LOG)")
     if todo.lost:
         log.warning("traffic ingest: lines may be missing: %s", todo.lost)
     ingester = Ingester(engine, source, hosts, batch_lines, clock, on_batch, proxyos_rows_until, keep_per_route,

@@ -23,8 +23,9 @@ def register(commands) -> None:
         commands,
         "status",
         help="what each periodic job did last, when it runs next, and the queue depth",
-        description="For each periodic job: its schedule, its last run (time, status, "
-        "duration, error) and its next run, or `disabled` when PROXYOS_JOBS leaves it out "
+        description="For each periodic job: its schedule, its last recorded run (time, status, "
+        "duration, error), when it last looked and found nothing to do (such runs leave no "
+        "task_runs row), and its next run, or `disabled` when PROXYOS_JOBS leaves it out "
         "here; then the queue depth, the database location and its schema revision, the jobs "
         "PROXYOS_JOBS disables, any other writer (one of ProxyOS's own loops) seen in the last "
         "hour in a table an enabled job writes, with what to set, and each area's own summary "
@@ -33,6 +34,25 @@ def register(commands) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=handle)
+
+
+def _running_since(conn) -> dict[str, float]:
+    rows = conn.execute(
+        sa.select(task_runs.c.job, sa.func.max(task_runs.c.started_at))
+        .where(task_runs.c.status == "running")
+        .group_by(task_runs.c.job)
+    ).all()
+    return {job: started for job, started in rows}
+
+
+def _last_idle(tick: float | None, last_started: float | None, running_since: float | None) -> float | None:
+    """When the job last looked and found nothing to do: its newest tick, if no run was
+    recorded from it (a periodic run with nothing to do leaves no row) and none is going."""
+    if not tick:
+        return None
+    if (last_started and last_started >= tick) or (running_since and running_since >= tick):
+        return None
+    return tick
 
 
 def _last_runs(conn) -> dict[str, dict]:
@@ -64,6 +84,7 @@ def collect(settings) -> dict:
         with engine.connect() as conn:
             have_tables = revision.current is not None and not revision.pending
             last = _last_runs(conn) if have_tables else {}
+            running = _running_since(conn) if have_tables else {}
             ticks = (
                 {r.job: r.last_tick for r in conn.execute(sa.select(job_schedule))} if have_tables else {}
             )
@@ -81,6 +102,7 @@ def collect(settings) -> dict:
                     "last_status": run.get("status"),
                     "last_duration_ms": run.get("duration_ms"),
                     "last_error": run.get("error"),
+                    "last_idle_at": _last_idle(tick, run.get("started_at"), running.get(job.name)),
                     "next_run_at": (max(now, tick + job.every) if tick else now) if enabled else None,
                 })
             if job.status and have_tables:
@@ -113,11 +135,12 @@ def handle(args, settings) -> int:
     print(f"queue:    {queue['location']} ({queue['kind']}): {depth}")
     print()
     print_table(
-        ["job", "every", "last run", "status", "took", "next run", "error"],
+        ["job", "every", "last run", "status", "took", "found nothing at", "next run", "error"],
         [
             [
                 j["job"], format_duration(j["every_s"]), format_time(j["last_started_at"]),
                 j["last_status"], format_duration((j["last_duration_ms"] or 0) / 1000) if j["last_status"] else "-",
+                format_time(j["last_idle_at"]) if j["last_idle_at"] else "-",
                 format_time(j["next_run_at"]) if j["enabled"] else "disabled", (j["last_error"] or "")[:80],
             ]
             for j in report["jobs"]

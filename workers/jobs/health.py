@@ -18,7 +18,7 @@ from tasks.health.schedule import claim_due, split
 from tasks.health.settings import MIN_INTERVAL
 from tasks.health.status import summary
 from tasks.health.store import load_routes, load_streams, route_ineligible_reason
-from tasks.outcome import Skipped
+from tasks.outcome import NothingToDo, Skipped
 
 from ..registry import Job, JobContext, Option
 from ..settings_health import health_settings
@@ -30,7 +30,7 @@ def _dispatch(ctx: JobContext, _options: Mapping[str, Any]) -> dict:
     settings = health_settings(ctx.settings.env)
     claimed = claim_due(ctx.engine, settings, ctx.clock())
     if not claimed:
-        raise Skipped("nothing due")
+        raise NothingToDo("no route or stream due")
     batches = split(claimed, settings.batch_size)
     for batch in batches:
         ctx.enqueue(

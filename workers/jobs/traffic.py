@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db.tables_traffic import traffic_ingest_position
+from tasks.outcome import NothingToDo
 from tasks.retention.prune import prune
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
@@ -15,18 +16,27 @@ from ..registry import Job, JobContext
 
 def _run_ingest(ctx: JobContext, _options: dict) -> dict:
     s = settings_traffic.load(ctx.settings.env)
-    return ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
-                  keep_per_route=s.keep_per_route, limits=s.ingest_limits)
+    summary = ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
+                     keep_per_route=s.keep_per_route, limits=s.ingest_limits)
+    if not (summary["batches"] or summary["counted"] or summary["trimmed"] or summary.get("lost")):
+        raise NothingToDo(f"no new lines in {s.access_log}", summary)
+    return summary
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
     s = settings_traffic.load(ctx.settings.env)
-    return aggregate(ctx.engine, batch_rows=s.aggregate_batch, clock=ctx.clock)
+    summary = aggregate(ctx.engine, batch_rows=s.aggregate_batch, clock=ctx.clock)
+    if not summary["rows"]:
+        raise NothingToDo("no rows left to count (ingest counts as it goes)", summary)
+    return summary
 
 
 def _run_prune(ctx: JobContext, _options: dict) -> dict:
     s = settings_retention.load(ctx.settings.env)
-    return prune(ctx.engine, s.rules(), now=ctx.clock(), pacing=s.pacing)
+    summary = prune(ctx.engine, s.rules(), now=ctx.clock(), pacing=s.pacing)
+    if not summary["deleted"] and not summary.get("skipped"):
+        raise NothingToDo("no rows past the retention rules", summary)
+    return summary
 
 
 def _ingest_status(ctx: JobContext) -> dict:
@@ -60,6 +70,13 @@ def _aggregate_status(ctx: JobContext) -> dict:
     return {"aggregated_seq": watermark, "newest_seq": newest, "pending_rows": newest - watermark}
 
 
+def _check_settings(env) -> None:
+    """The traffic area's settings and the retention's, which it applies (every traffic
+    job refuses to start on a bad one, as before retention was an area of its own)."""
+    settings_traffic.load(env)
+    settings_retention.load(env)
+
+
 def _render(summary) -> str:
     return ", ".join(f"{k}: {v}" for k, v in summary.items())
 
@@ -74,7 +91,7 @@ JOBS = [
         lease_seconds=30.0,
         example="PROXYOS_ACCESS_LOG=/data/proxyos/access.log proxyos-worker run-once ingest",
         status=_ingest_status,
-        check_settings=settings_traffic.load,
+        check_settings=_check_settings,
         render=_render,
     ),
     Job(
@@ -86,7 +103,7 @@ JOBS = [
         lease_seconds=30.0,
         example="proxyos-worker run-once aggregate --json",
         status=_aggregate_status,
-        check_settings=settings_traffic.load,
+        check_settings=_check_settings,
         render=_render,
     ),
     Job(
@@ -96,7 +113,7 @@ JOBS = [
         every=3600.0,
         lease_seconds=60.0,  # renewed every 20 s while a run lasts; a killed run's lease lapses soon
         example="PROXYOS_RETENTION_ACCESS_LOG_DAYS=3 proxyos-worker run-once prune",
-        check_settings=settings_retention.load,
+        check_settings=_check_settings,
         render=_render,
     ),
 ]

@@ -493,3 +493,29 @@ def test_skip_certificates_matches_names_exactly(caddy, pebble):
     caddy.load(proxyos_config(caddy, [route("r", [domain])], [dns_policy([domain], pebble)],
                               skip_certificates=["*.example.test"]))
     wait_until(lambda: pebble_counts(pebble)["orders"] > orders, timeout=10, what="Caddy's own order")
+
+
+def test_a_periodic_sync_in_step_leaves_no_run_row(cert_env, engine, settings, bind, caddy, tmp_path):
+    """A tick that loads something is recorded; a tick that finds Caddy in step is not
+    (a quiet idle), and neither is one without PROXYOS_CADDY_ADMIN_URL."""
+    from workers import config
+    from workers.registry import JobContext, discover
+    from workers.runner import run_job
+
+    from support import job_runs
+
+    settings = _with_caddy(settings, caddy)
+    domain, _route_id, cert_id = _new_route(engine, bind)
+    _issue(engine, settings, cert_id)
+    caddy.load(caddy.boot)
+    job = discover()["caddy-sync"]
+    for env in (dict(cert_env, PROXYOS_CADDY_ADMIN_URL=caddy.admin_url), cert_env):
+        ctx = JobContext(config.load(env), buffered_history=True)
+        try:
+            for _ in range(2):
+                run_job(ctx, job, quiet_when_idle=True)
+        finally:
+            ctx.close()
+    runs = job_runs(engine, "caddy-sync")
+    assert [(r["status"], json.loads(r["summary"])["loaded"]) for r in runs] == [("ok", [domain])]
+    assert caddy.served(domain).serial_number == _file_serial(settings, domain)

@@ -9,7 +9,7 @@ from tasks.certs import providers
 from tasks.certs.errors import CertError
 from tasks.certs.keys import KEY_TYPES
 from tasks.certs.settings import LETSENCRYPT, CertSettings
-from tasks.outcome import Skipped
+from tasks.outcome import NothingToDo, Skipped
 from tasks.redaction import remember
 
 from ..config import ConfigError, env_choice, env_float, env_int, env_str
@@ -131,11 +131,14 @@ def _run_caddy_sync(ctx: JobContext, _options: dict) -> dict:
 
     settings = cert_settings(ctx.settings.env)
     if not settings.caddy_admin_url:
-        raise Skipped("PROXYOS_CADDY_ADMIN_URL is not set: no Caddy to load certificates into")
+        raise NothingToDo("PROXYOS_CADDY_ADMIN_URL is not set: no Caddy to load certificates into")
     try:
-        return sync_caddy(ctx.engine, settings, clock=ctx.clock)
+        summary = sync_caddy(ctx.engine, settings, clock=ctx.clock)
     except CaddyError as exc:
         raise CertError(str(exc)) from None
+    if not any(summary.get(key) for key in ("loaded", "removed", "waiting", "failed", "unreadable")):
+        raise NothingToDo("Caddy holds every certificate the workers deploy", summary)  # a tick in step: no row
+    return summary
 
 
 def _render_caddy(summary: Mapping) -> str:

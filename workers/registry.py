@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -41,7 +41,10 @@ class Option:
 
 class JobContext:
     """What a job adapter gets: settings, a shared engine, a clock, and a way to enqueue
-    follow-up work (on the queue in the consumer; run inline by `run-once`)."""
+    follow-up work (on the queue in the consumer; run inline by `run-once`).
+
+    `JobContext(settings)` can enqueue nothing; `inline` runs what a job enqueues at once;
+    the consumer passes its queue's `enqueue`. `engine` shares one a caller already has."""
 
     def __init__(
         self,
@@ -49,20 +52,40 @@ class JobContext:
         enqueue: Callable[..., str | None] | None = None,
         clock: Callable[[], float] = time.time,
         buffered_history: bool = False,
+        engine: Engine | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._enqueue = enqueue
         self._buffered_history = buffered_history
+        self._engine = engine
+        self._history: RunHistory | None = None
+        self._opening = threading.Lock()  # the consumer's worker threads share one context
 
-    @cached_property
+    @classmethod
+    def inline(cls, settings: Settings, run: Callable[[JobContext, str, Mapping[str, Any]], str | None]) -> JobContext:
+        """A context whose follow-up work runs at once, in this process: `run(ctx, job,
+        options)` returns the follow-up run's id."""
+        ctx = cls(settings)
+        ctx._enqueue = lambda job, delay=None, **options: run(ctx, job, options)
+        return ctx
+
+    @property
     def engine(self) -> Engine:
-        return create_engine(self.settings.database_url, busy_timeout_ms=self.settings.busy_timeout_ms)
+        """The database, opened on first use (and closed by `close`)."""
+        with self._opening:
+            if self._engine is None:
+                self._engine = create_engine(self.settings.database_url, busy_timeout_ms=self.settings.busy_timeout_ms)
+            return self._engine
 
-    @cached_property
+    @property
     def history(self) -> RunHistory:
         """Where runs are recorded; buffered in the consumer (see workers.history)."""
-        return RunHistory(self.engine, buffered=self._buffered_history)
+        engine = self.engine
+        with self._opening:
+            if self._history is None:
+                self._history = RunHistory(engine, buffered=self._buffered_history)
+            return self._history
 
     def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str | None:
         if self._enqueue is None:
@@ -70,10 +93,10 @@ class JobContext:
         return self._enqueue(job, delay=delay, **options)
 
     def close(self) -> None:
-        if "history" in self.__dict__:
-            self.history.close()
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        if self._history is not None:
+            self._history.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 @dataclass(frozen=True)

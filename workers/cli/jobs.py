@@ -81,8 +81,7 @@ def handle_run_once(args, settings) -> int:
     if job.check_settings:
         job.check_settings(settings.env)
     open_database(settings).dispose()
-    ctx = JobContext(settings)
-    ctx._enqueue = lambda name, delay=None, **o: run_job(ctx, jobs[name], o).run_id
+    ctx = JobContext.inline(settings, lambda c, name, options: run_job(c, jobs[name], options).run_id)
     try:
         result = run_job(ctx, job, _options(args, job), wait_for_lease=args.wait,
                          on_wait=lambda busy: print(f"{job.name}: {busy}; waiting up to {args.wait:g} s for it to end",

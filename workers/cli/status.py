@@ -73,8 +73,7 @@ def _last_runs(conn) -> dict[str, dict]:
 def collect(settings) -> dict:
     require_existing(sqlite_path(settings.database_url))  # status never creates a database
     engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
-    ctx = JobContext(settings)
-    ctx.__dict__["engine"] = engine
+    ctx = JobContext(settings, engine=engine)
     try:
         revision = migration_status(engine)
         queue, _ = build_queue(settings, context=ctx, create=False)

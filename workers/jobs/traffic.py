@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from db.tables_traffic import traffic_ingest_position
 from tasks.outcome import NothingToDo
 from tasks.retention.prune import prune
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
+from tasks.traffic.progress import ingest_progress
 
 from .. import settings_retention, settings_traffic
 from ..registry import Job, JobContext
@@ -40,26 +40,7 @@ def _run_prune(ctx: JobContext, _options: dict) -> dict:
 
 
 def _ingest_status(ctx: JobContext) -> dict:
-    s = settings_traffic.load(ctx.settings.env)
-    pos = traffic_ingest_position
-    with ctx.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(pos).where(pos.c.source == str(s.access_log))
-        ).mappings().first()
-    out: dict = {"access_log": str(s.access_log)}
-    try:
-        size = s.access_log.stat().st_size
-    except OSError:
-        size = None
-    out["file_bytes"] = size
-    if row is not None:
-        out.update(
-            read_offset=row["read_offset"],
-            lines=row["lines"],
-            malformed=row["malformed"],
-            unmatched=row["unmatched"],
-        )
-    return out
+    return ingest_progress(ctx.engine, settings_traffic.load(ctx.settings.env).access_log)
 
 
 def _aggregate_status(ctx: JobContext) -> dict:

@@ -51,7 +51,7 @@ import sqlalchemy as sa
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
-from db.tables import routes
+from db.schema import routes
 from tasks.health.batch import run_batch
 from tasks.health.schedule import claim_due, split
 from tasks.health.settings import HealthSettings

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
-from db.tables import routes
+from db.schema import routes
 from tasks.retention.prune import Pacing, prune
 from tasks.retention.rules import DAY_S
 from tasks.traffic.aggregate import aggregate

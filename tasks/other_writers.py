@@ -25,9 +25,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from db.tables import health_checks
-from db.tables_health import route_health_state
-from db.tables_traffic import access_log, traffic_metrics
+from db.schema import access_log, health_checks, route_health_state, traffic_metrics
 
 from .health.row_ids import is_workers_check_id
 from .traffic import state

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.tables import task_runs
+from db.schema import task_runs
 from workers import config
 from workers.registry import Job, JobContext
 from workers.runner import run_job

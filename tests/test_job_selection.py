@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine
-from db.tables import job_schedule
+from db.schema import job_schedule
 from workers import config
 from workers.job_selection import enabled_jobs, parse
 from workers.registry import discover

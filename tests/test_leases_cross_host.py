@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import write_transaction
-from db.tables import job_leases, task_runs
+from db.schema import job_leases, task_runs
 from workers import leases
 from workers.leases import acquire_lease, release_dead_leases, renew_lease
 from workers.registry import Job, JobContext

@@ -12,26 +12,14 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 import migrations
-from db import tables  # noqa: F401  (registers every table on the metadata)
 from db.engine import create_engine
 from db.migrate import MigrationFailed, status, upgrade
+from db.schema import metadata
 from migrations import manifest
 
 from support import rows, run_cli, schema
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
-
-
-def _all_metadata() -> sa.MetaData:
-    import importlib
-    import pkgutil
-
-    import db
-
-    for info in pkgutil.iter_modules(db.__path__):
-        if info.name.startswith("tables"):
-            importlib.import_module(f"db.{info.name}")
-    return tables.metadata
 
 
 def _kind(type_name: str) -> str:
@@ -54,9 +42,9 @@ def _revisions() -> list[str]:
 
 
 def test_fresh_database_matches_the_table_definitions(any_engine):
-    """Every table, column, nullability and default of db/tables*.py exists after upgrade."""
+    """Every table, column, nullability and default of db/schema exists after upgrade."""
     found = schema(any_engine)
-    for table in _all_metadata().sorted_tables:
+    for table in metadata.sorted_tables:
         assert table.name in found, f"table {table.name} was not created"
         columns = found[table.name]["columns"]
         for column in table.columns:

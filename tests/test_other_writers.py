@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine, write_transaction
+from db.schema import access_log, health_checks, routes, traffic_metrics
 from db.sql import new_id
-from db.tables import access_log, health_checks, routes, traffic_metrics
 from tasks.health.batch import run_batch
 from tasks.health.settings import HealthSettings
 from tasks.health.store import write_results

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from huey import MemoryHuey
 
 from db.engine import create_engine
-from db.tables import job_schedule
+from db.schema import job_schedule
 from tasks.outcome import NothingToDo
 from workers import config, history, logs
 from workers.cli.status import collect

@@ -7,7 +7,7 @@ import threading
 
 import sqlalchemy as sa
 
-from db.tables import job_leases, task_runs
+from db.schema import job_leases, task_runs
 from tasks.outcome import Skipped
 from tasks.redaction import remember
 from workers import config

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.schema import task_runs
 from db.sql import driver_mark
-from db.tables import task_runs
 
 from .leases import process_alive
 

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.schema import job_leases
 from db.sql import insert_or_ignore
-from db.tables import job_leases
 
 log = logging.getLogger("proxyos.leases")
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.schema import job_schedule
 from db.sql import insert_or_ignore
-from db.tables import job_schedule
 
 from .registry import Job
 

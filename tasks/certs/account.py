@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.schema import acme_account_keys, acme_accounts
 from db.sql import insert_or_ignore
-from db.tables import acme_accounts
-from db.tables_certs import acme_account_keys
 from tasks.redaction import remember
 
 from .acme_errors import call

@@ -24,9 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.schema import cert_deployments, certificates, routes
 from db.sql import upsert
-from db.tables import certificates, routes
-from db.tables_certs import cert_deployments
 
 from . import caddy_load
 from .caddy_admin import AdminClient, CaddyError, CaddyRefused, CaddyUnreachable

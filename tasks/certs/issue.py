@@ -17,8 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
-from db.sql import new_id
-from db.tables import (
+from db.schema import (
     acme_accounts,
     audit_log,
     cert_issuance_log,
@@ -26,6 +25,7 @@ from db.tables import (
     dns_providers,
     routes,
 )
+from db.sql import new_id
 from tasks.redaction import redact
 
 from . import policy, providers

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
-from db.tables import certificates
+from db.schema import certificates
 
 from .errors import LeaseLost
 from .ownership import owned

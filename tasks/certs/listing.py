@@ -6,8 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import certificates, routes
-from db.tables_certs import cert_deployments
+from db.schema import cert_deployments, certificates, routes
 
 from .isolation import number
 from .ownership import is_owned, managed_by

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from db.tables import certificates, routes
+from db.schema import certificates, routes
 
 
 def owned():

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from publicsuffixlist import PublicSuffixList
 from sqlalchemy.engine import Connection
 
-from db.tables import cert_issuance_log
+from db.schema import cert_issuance_log
 
 from .isolation import number
 

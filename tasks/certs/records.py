@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.schema import cert_dns_records
 from db.sql import new_id
-from db.tables_certs import cert_dns_records
 
 from .errors import CertError
 from .isolation import reason, system_fault

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import certificates, routes
+from db.schema import certificates, routes
 
 from .errors import ConfigurationError
 from .names import acme_name, acme_name_or_none

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
-from db.tables_certs import cert_orders
+from db.schema import cert_orders
 
 from .credentials import decrypt, encrypt
 from .errors import CertError

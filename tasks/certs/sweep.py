@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
-from db.tables import certificates, routes
-from db.tables_certs import cert_dns_records
+from db.schema import cert_dns_records, certificates, routes
 from tasks.redaction import redact
 
 from . import policy

@@ -19,9 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.schema import cert_dns_records, cert_orders, certificates, routes
 from db.sql import new_id
-from db.tables import certificates, routes
-from db.tables_certs import cert_dns_records, cert_orders
 
 from .isolation import number, system_fault
 from .isolation import reason as reason_of

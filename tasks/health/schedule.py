@@ -22,9 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.schema import route_health_state, routes, stream_health_state, streams
 from db.sql import upsert
-from db.tables import routes, streams
-from db.tables_health import route_health_state, stream_health_state
 
 from .config import DEFAULT_INTERVAL
 from .settings import MAX_INTERVAL, MIN_INTERVAL, HealthSettings

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import routes, streams
-from db.tables_health import route_health_state, stream_health_state
+from db.schema import route_health_state, routes, stream_health_state, streams
 
 from .store import ROUTE_ELIGIBLE, STREAM_ELIGIBLE
 

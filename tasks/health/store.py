@@ -13,14 +13,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
-from db.sql import new_id
-from db.tables import health_checks, routes, streams
-from db.tables_health import (
+from db.schema import (
+    health_checks,
     health_events,
     route_health_state,
+    routes,
     stream_health_checks,
     stream_health_state,
+    streams,
 )
+from db.sql import new_id
 
 from .config import CHECKED_TYPES
 from .row_ids import new_check_id

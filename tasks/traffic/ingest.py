@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import sqlite_cache, write_transaction
+from db.schema import traffic_ingest_position as positions
 from db.sql import insert_or_ignore
-from db.tables_traffic import traffic_ingest_position as positions
 from tasks.outcome import NothingToDo
 
 from . import ring, state

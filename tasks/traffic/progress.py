@@ -7,7 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables_traffic import traffic_ingest_position as positions
+from db.schema import traffic_ingest_position as positions
 
 
 def ingest_progress(engine: Engine, source: Path) -> dict:

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import routes
-from db.tables_traffic import traffic_metrics, traffic_rollups
+from db.schema import routes, traffic_metrics, traffic_rollups
 
 from . import histogram
 from .buckets import bucket_start, bucket_table

@@ -7,7 +7,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from db.tables import routes
+from db.schema import routes
 
 from .caddy import normalize_host
 

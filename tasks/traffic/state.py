@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.schema import access_log, traffic_state
 from db.sql import insert_or_ignore
-from db.tables_traffic import access_log, traffic_state
 
 INGEST_SEQ = "ingest_seq"  # the highest access_log.seq handed out (and committed)
 AGGREGATED_SEQ = "aggregated_seq"  # every row with seq <= this is in traffic_metrics

@@ -7,8 +7,8 @@ import secrets
 import time
 
 from db.engine import write_transaction
+from db.schema import dns_providers, routes
 from db.sql import new_id
-from db.tables import dns_providers, routes
 from tasks.certs.credentials import encrypt
 
 SECRET = "test-proxyos-secret-" + secrets.token_hex(8)
@@ -57,8 +57,7 @@ def store_plaintext_account_key(engine, settings) -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from db.tables import acme_accounts
-    from db.tables_certs import acme_account_keys
+    from db.schema import acme_account_keys, acme_accounts
     from tasks.certs.account import account_id_for
 
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(

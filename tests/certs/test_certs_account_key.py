@@ -10,8 +10,7 @@ import logging
 import sqlalchemy as sa
 from certs_support import SECRET, add_provider, add_route, store_plaintext_account_key, unique
 
-from db.tables import acme_accounts, certificates
-from db.tables_certs import acme_account_keys
+from db.schema import acme_account_keys, acme_accounts, certificates
 from tasks.certs.credentials import decrypt
 from tasks.certs.sweep import run_sweep
 

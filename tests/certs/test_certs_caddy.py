@@ -18,8 +18,7 @@ from caddy_server import dns_policy, proxyos_config, route
 from certs_support import add_provider, add_route, pebble_counts, unique
 from cryptography import x509
 
-from db.tables import certificates, task_runs
-from db.tables_certs import cert_deployments
+from db.schema import cert_deployments, certificates, task_runs
 from tasks.certs import caddy_deploy
 from tasks.certs.caddy_deploy import deploy_issued, sync_caddy
 from tasks.certs.issue import Sessions, issue_certificate
@@ -386,7 +385,7 @@ def test_one_sweep_loads_every_certificate_and_a_bad_one_keeps_no_other_out(any_
     assert synced["loaded"] == sorted(domains[1:]) and list(synced["failed"]) == [domains[0]], json.dumps(synced)
     assert _served_serial(caddy, domains[0]) is None
     with engine.connect() as conn:
-        from db.tables import routes
+        from db.schema import routes
 
         conn.execute(routes.update().where(routes.c.id == route_ids[1]).values(tls_mode="auto"))
         conn.commit()

@@ -9,7 +9,7 @@ from certs_support import SECRET, add_provider, add_route, unique
 
 from db.engine import create_engine
 from db.migrate import upgrade
-from db.tables import task_runs
+from db.schema import task_runs
 
 from support import run_cli, wait_until
 

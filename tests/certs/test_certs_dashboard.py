@@ -17,8 +17,8 @@ from foreign_rows import caddy_certificate, clear_foreign_writes, foreign_writes
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
+from db.schema import cert_issuance_log, certificates
 from db.sql import new_id
-from db.tables import cert_issuance_log, certificates
 from tasks.certs import policy
 from tasks.certs.names import RouteNames, acme_name, group_routes
 from tasks.certs.sweep import run_sweep

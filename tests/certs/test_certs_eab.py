@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from certs_support import add_provider, add_route, unique
 from servers import start_pebble
 
-from db.tables import acme_accounts, certificates
+from db.schema import acme_accounts, certificates
 from tasks.certs.sweep import run_sweep
 
 KID, HMAC = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"

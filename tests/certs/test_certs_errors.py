@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from db.engine import write_transaction
-from db.tables import certificates, task_runs
-from db.tables_certs import acme_account_keys
+from db.schema import acme_account_keys, certificates, task_runs
 from tasks.certs import policy
 from tasks.certs.credentials import decrypt, encrypt, load_credentials
 from tasks.certs.errors import ConfigurationError
@@ -204,7 +203,7 @@ def test_ca_errors_become_actionable_messages():
 
 
 def test_disabled_provider_row(engine, settings, bind):
-    from db.tables import dns_providers
+    from db.schema import dns_providers
 
     provider = add_provider(engine, bind.credentials, name="off")
     with write_transaction(engine) as conn:

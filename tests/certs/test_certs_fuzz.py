@@ -20,15 +20,16 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from db.engine import write_transaction
-from db.sql import new_id
-from db.tables import (
+from db.schema import (
     audit_log,
+    cert_dns_records,
     cert_issuance_log,
+    cert_orders,
     certificates,
     dns_providers,
     routes,
 )
-from db.tables_certs import cert_dns_records, cert_orders
+from db.sql import new_id
 from tasks.certs.credentials import encrypt
 from tasks.certs.errors import CertError
 from tasks.certs.issue import build_provider

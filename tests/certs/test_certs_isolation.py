@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from certs_support import SECRET, add_provider, add_route, unique
 
 from db.engine import create_engine, write_transaction
+from db.schema import certificates, routes
 from db.sql import new_id
-from db.tables import certificates, routes
 from tasks.certs.credentials import encrypt
 from tasks.certs.sweep import run_sweep
 
@@ -163,7 +163,7 @@ def test_odd_provider_rows_sqlite_lets_in(engine, settings, bind):
 
 def test_leftover_txt_of_a_hostile_provider_does_not_stop_the_run(engine, settings, bind):
     """A TXT value journalled for removal whose provider's credentials are hostile."""
-    from db.tables_certs import cert_dns_records
+    from db.schema import cert_dns_records
     from tasks.certs.sync import sync_certificates
 
     add_route(engine, good := unique(), add_provider(engine, bind.credentials))

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from certs_support import add_provider, add_route, unique
 from cryptography import x509
 
-from db.tables import audit_log, cert_issuance_log, certificates
-from db.tables_certs import cert_dns_records
+from db.schema import audit_log, cert_dns_records, cert_issuance_log, certificates
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.sync import sync_certificates
 

@@ -20,9 +20,8 @@ from cryptography import x509
 from servers import AriProxy
 
 from db.engine import create_engine, write_transaction
+from db.schema import audit_log, cert_dns_records, cert_issuance_log, certificates, task_runs
 from db.sql import new_id
-from db.tables import audit_log, cert_issuance_log, certificates, task_runs
-from db.tables_certs import cert_dns_records
 from tasks.certs.sweep import run_sweep
 
 
@@ -244,7 +243,7 @@ def test_deploy_hook_runs_and_its_failure_keeps_certificate(engine, settings, bi
 
 
 def test_route_leaving_dns_stops_renewal_keeps_row(engine, settings, bind):
-    from db.tables import routes
+    from db.schema import routes
 
     provider = add_provider(engine, bind.credentials)
     route_id = add_route(engine, domain := unique(), provider)
@@ -258,7 +257,7 @@ def test_route_leaving_dns_stops_renewal_keeps_row(engine, settings, bind):
 
 
 def test_aliases_change_reissues_with_new_names(engine, settings, bind):
-    from db.tables import routes
+    from db.schema import routes
 
     provider = add_provider(engine, bind.credentials)
     route_id = add_route(engine, domain := unique(), provider)

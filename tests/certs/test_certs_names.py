@@ -12,7 +12,7 @@ from certs_support import add_provider, add_route
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from db.tables import cert_issuance_log, certificates
+from db.schema import cert_issuance_log, certificates
 from tasks.certs.keys import make_csr, new_private_key
 from tasks.certs.names import acme_name
 from tasks.certs.sweep import run_sweep

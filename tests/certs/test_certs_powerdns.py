@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from certs_support import add_provider, add_route, unique
 from cryptography import x509
 
-from db.tables import certificates
+from db.schema import certificates
 from tasks.certs.sweep import run_sweep
 
 # The worker's look-ups go to PowerDNS itself, not through the CA's resolver: a real CA's

@@ -17,8 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from db.engine import is_sqlite, sqlite_path, write_transaction
-from db.tables import cert_issuance_log, certificates, routes
-from db.tables_certs import cert_orders
+from db.schema import cert_issuance_log, cert_orders, certificates, routes
 from tasks.certs import issue
 from tasks.certs.credentials import decrypt
 from tasks.certs.issue import Sessions, issue_certificate

@@ -14,7 +14,7 @@ from certs_support import add_provider, add_route, unique
 
 from db.engine import create_engine
 from db.migrate import upgrade
-from db.tables import audit_log, certificates, task_runs
+from db.schema import audit_log, certificates, task_runs
 from tasks.redaction import MASK, redact, remember
 from workers import logs
 from workers.registry import Job
@@ -152,7 +152,7 @@ def test_private_key_goes_only_to_caddy(cert_env, engine, bind, caddy, tmp_path)
     is in no log line (JSON, debug), output, task_runs, audit row or recorded error."""
     from servers import free_port
 
-    from db.tables_certs import cert_deployments
+    from db.schema import cert_deployments
 
     env = dict(cert_env, PROXYOS_CADDY_ADMIN_URL=caddy.admin_url, PROXYOS_LOG_FORMAT="json", LOG_LEVEL="debug")
     provider = add_provider(engine, bind.credentials)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from db.engine import write_transaction
+from db.schema import dns_providers
 from db.sql import new_id
-from db.tables import dns_providers
 from tasks.certs.credentials import encrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "certs"))

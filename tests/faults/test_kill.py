@@ -31,8 +31,8 @@ from redis_support import fresh_redis_url
 from traffic_check import check_traffic
 
 from db.engine import create_engine, write_transaction
+from db.schema import routes
 from db.sql import new_id
-from db.tables import routes
 from workers.config import load
 from workers.consumer import build_queue
 

@@ -21,8 +21,8 @@ from fault_servers import add_rfc2136_provider, cert_env, fault_bind, fault_pebb
 from redis_support import fresh_redis_url
 
 from db.engine import create_engine, write_transaction
+from db.schema import dns_providers, routes
 from db.sql import new_id
-from db.tables import dns_providers, routes
 from tasks.certs.credentials import encrypt
 
 from processes import Consumer, wait_until

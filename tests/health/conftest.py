@@ -20,8 +20,8 @@ import sqlalchemy as sa
 import trustme
 
 from db.engine import write_transaction
+from db.schema import routes, streams
 from db.sql import new_id
-from db.tables import routes, streams
 from tasks.health.settings import HealthSettings
 
 

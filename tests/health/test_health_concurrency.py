@@ -11,7 +11,7 @@ import time
 import sqlalchemy as sa
 from conftest import add_route, ups
 
-from db.tables import health_checks
+from db.schema import health_checks
 from tasks.health.batch import run_batch
 from tasks.health.verdict import CheckResult
 from tasks.health.writer import ResultWriter

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import add_route, ups
 
-from db.tables import health_checks
+from db.schema import health_checks
 from tasks.health.batch import run_batch
 from tasks.health.config import route_check
 from tasks.health.settings import HealthSettings

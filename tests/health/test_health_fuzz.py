@@ -23,9 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db.engine import write_transaction
+from db.schema import health_checks, routes, stream_health_checks, streams
 from db.sql import new_id
-from db.tables import health_checks, routes, streams
-from db.tables_health import stream_health_checks
 from tasks.health.batch import run_batch
 from tasks.health.schedule import claim_due
 from tasks.health.settings import HealthSettings

@@ -7,7 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 from conftest import add_route, ups
 
-from db.tables import health_checks
+from db.schema import health_checks
 from tasks.health.batch import run_batch
 
 

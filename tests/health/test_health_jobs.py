@@ -15,8 +15,7 @@ from conftest import add_route, add_stream, ups
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
-from db.tables import health_checks, task_runs
-from db.tables_health import route_health_state, stream_health_checks
+from db.schema import health_checks, route_health_state, stream_health_checks, task_runs
 from workers import config
 from workers.registry import JobContext, discover
 from workers.runner import run_job

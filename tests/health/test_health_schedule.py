@@ -6,8 +6,7 @@ import sqlalchemy as sa
 from conftest import add_route, add_stream, ups
 
 from db.engine import write_transaction
-from db.tables import routes
-from db.tables_health import route_health_state, stream_health_state
+from db.schema import route_health_state, routes, stream_health_state
 from tasks.health.schedule import claim_due, next_slot, phase, split
 from tasks.health.settings import HealthSettings
 

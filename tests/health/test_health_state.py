@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from conftest import add_route, add_stream, ups
 
-from db.tables_health import health_events, route_health_state
+from db.schema import health_events, route_health_state
 from tasks.health.state import UNKNOWN, State, advance
 from tasks.health.store import write_results
 from tasks.health.verdict import CheckResult
@@ -151,7 +151,7 @@ def test_results_for_one_target_in_one_write_apply_in_order(engine):
 
 def test_results_of_a_deleted_route_are_dropped(engine):
     from db.engine import write_transaction
-    from db.tables import routes
+    from db.schema import routes
 
     kept = add_route(engine, ups("127.0.0.1:1"))
     gone = add_route(engine, ups("127.0.0.1:1"))

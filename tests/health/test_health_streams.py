@@ -7,7 +7,7 @@ import socket
 import sqlalchemy as sa
 from conftest import add_stream, free_port
 
-from db.tables_health import stream_health_checks
+from db.schema import stream_health_checks
 from tasks.health.batch import run_batch
 
 

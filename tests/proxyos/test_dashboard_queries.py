@@ -44,7 +44,7 @@ from dashboard_queries import (
 )
 
 from db.engine import write_transaction
-from db.tables import routes
+from db.schema import routes
 from workers import config
 from workers.registry import JobContext, discover
 from workers.runner import run_job

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored, uncount
 
 from db.engine import write_transaction
-from db.tables import routes
-from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from db.schema import access_log, routes, traffic_metrics, traffic_rollups
 from tasks.traffic import aggregate_sql
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest

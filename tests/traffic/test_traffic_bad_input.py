@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traffic_helpers import add_route, append, caddy_line
 
-from db.tables_traffic import access_log, traffic_metrics
+from db.schema import access_log, traffic_metrics
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.caddy import normalize_host
 from tasks.traffic.ingest import Limits, ingest, read_position
@@ -204,7 +204,7 @@ def test_a_stored_histogram_nested_too_deep_counts_as_empty_and_counting_goes_on
     """A `latency_hist` value another writer left (SQLite takes any text) that Python's
     JSON decoder cannot even read must not stop every later count of its bucket."""
     from db.engine import write_transaction
-    from db.tables_traffic import traffic_rollups
+    from db.schema import traffic_rollups
     from tasks.traffic.histogram import decode
 
     add_route(engine, "r1", HOST)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored, uncount
 
 from db.engine import write_transaction
-from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from db.schema import access_log, traffic_metrics, traffic_rollups
 from tasks.traffic import ring
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest

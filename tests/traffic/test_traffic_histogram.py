@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from traffic_helpers import NOW, add_route, append, caddy_line
 
-from db.tables_traffic import access_log
+from db.schema import access_log
 from tasks.traffic import histogram
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, recount, stored
 
 from db.engine import write_transaction
-from db.tables_traffic import access_log
+from db.schema import access_log
 from tasks.outcome import Skipped
 from tasks.traffic.caddy import MalformedLine, normalize_host, parse_line
 from tasks.traffic.ingest import Ingester, PositionMoved, ingest, read_position
@@ -93,7 +93,7 @@ def test_malformed_and_unmatched_lines_are_counted_and_the_rest_goes_on(engine, 
     samples = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
     assert len(samples) == 1 and "garbage line" in samples[0]
     with engine.connect() as conn:
-        from db.tables_traffic import traffic_ingest_position as pos
+        from db.schema import traffic_ingest_position as pos
         row = conn.execute(sa.select(pos)).mappings().one()
     assert (row["lines"], row["malformed"], row["unmatched"]) == (7, 2, 1)
 

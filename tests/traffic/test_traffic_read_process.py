@@ -14,7 +14,7 @@ from traffic_helpers import NOW, add_route, append, caddy_line, recount, stored
 
 from db.engine import create_engine
 from db.migrate import upgrade
-from db.tables_traffic import access_log, traffic_ingest_position, traffic_metrics
+from db.schema import access_log, traffic_ingest_position, traffic_metrics
 from tasks.traffic import parse_process
 from tasks.traffic.batches import Parsing
 from tasks.traffic.ingest import ingest

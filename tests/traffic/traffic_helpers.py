@@ -10,8 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from db.engine import write_transaction
-from db.tables import routes
-from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from db.schema import access_log, routes, traffic_metrics, traffic_rollups
 from tasks.traffic import histogram, state
 
 NOW = 1_764_000_000  # a fixed "now" (2025-11-24T16:00:00Z), on a whole day

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from db.engine import create_engine, describe_url, sqlite_path
 from db.files import require_existing
 from db.migrate import status as migration_status
-from db.tables import job_schedule, task_runs
+from db.schema import job_schedule, task_runs
 from tasks.other_writers import detect
 
 from ..consumer import build_queue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Float, Index, Table
 
-from db.tables import INT, c, metadata
+from .columns import INT, c, metadata
 
 
 def _state_columns() -> list:

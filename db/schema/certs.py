@@ -1,11 +1,11 @@
 """The certificate worker's own tables (migrations 0004, 0006 and 0008). The new `certificates`
-columns live with that table in `db/tables.py`."""
+columns live with that table in `proxyos.py`."""
 
 from __future__ import annotations
 
 from sqlalchemy import Table
 
-from db.tables import INT, c, metadata
+from .columns import INT, c, metadata
 
 # The ACME account's private key (PEM; `enc:v2:` encrypted with PROXYOS_SECRET when it is
 # set), kept in the database so that it survives restarts and is part of every backup.

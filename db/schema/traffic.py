@@ -1,8 +1,7 @@
 """Tables and columns of the traffic worker (migrations 0005 and 0007).
 
-Two ProxyOS tables gain columns here (appended to the shared Table objects, so queries
-can name them): `access_log.seq` (the ingest sequence number, NULL for rows ProxyOS
-wrote itself), `access_log.latency_bin` and `traffic_metrics.latency_hist`.
+The columns the workers add to ProxyOS's `access_log` and `traffic_metrics` are in
+`proxyos.py`, with those tables.
 
 `traffic_metrics` holds `1m` buckets only (ProxyOS's readers sum every row of it in a
 time window, whatever its `bucket`); the `1h` and `1d` rollups are in `traffic_rollups`,
@@ -11,19 +10,9 @@ with the same columns.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Table
+from sqlalchemy import Index, Table
 
-from db.tables import INT, access_log, c, metadata, traffic_metrics
-
-# may pass 2^31: BIGINT on PostgreSQL (SQLite's INTEGER is 64-bit already)
-BIG = BigInteger().with_variant(INT(), "sqlite")
-
-if "seq" not in access_log.c:
-    access_log.append_column(c("seq", BIG))
-    access_log.append_column(c("latency_bin", INT))
-    Index("ix_access_log_seq", access_log.c.seq)
-if "latency_hist" not in traffic_metrics.c:
-    traffic_metrics.append_column(c("latency_hist"))  # JSON object {"bin": count}
+from .columns import BIG, INT, c, metadata
 
 traffic_ingest_position = Table(
     "traffic_ingest_position",

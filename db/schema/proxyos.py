@@ -1,61 +1,20 @@
-"""The ProxyOS tables, as the dashboard defines them (see shared SCHEMA.md).
+"""The ProxyOS tables, as the dashboard defines them (see shared SCHEMA.md), with the
+columns the workers add to some of them (each marked with its migration).
 
 Names, types, defaults and units match ProxyOS exactly: timestamps `*_at` are INTEGER
 seconds since the epoch, `traffic_metrics.bucket_ts` is INTEGER milliseconds, booleans
 are INTEGER 0/1, ids are TEXT, JSON columns are TEXT holding JSON.
 
-This module describes the schema as it is *now*. The migrations in `migrations/versions`
+This package describes the schema as it is *now*. The migrations in `migrations/versions`
 build it; each carries its own frozen copy of what it adds, so editing this file never
 changes what an old migration does.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, Table, Text, TypeDecorator, text
+from sqlalchemy import Float, Index, Table
 
-metadata = MetaData()
-
-
-def _default(value: object) -> object:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return text("'" + value.replace("'", "''") + "'")
-    return text(str(value))
-
-
-def c(
-    name: str,
-    type_: type = Text,
-    *,
-    pk: bool = False,
-    nn: bool = False,
-    unique: bool = False,
-    default: object = None,
-    fk: str | None = None,
-) -> Column:
-    """A column the way SCHEMA.md writes it: type, PK, NN, UQ, default."""
-    args = [ForeignKey(fk, ondelete="CASCADE")] if fk else []
-    return Column(
-        name,
-        type_,
-        *args,
-        primary_key=pk,
-        nullable=not (nn or pk),
-        unique=unique or None,
-        server_default=_default(default),
-    )
-
-
-class INT(TypeDecorator):
-    """ProxyOS's INTEGER (also for ts_s and bool columns). SQLite's INTEGER is 64-bit;
-    PostgreSQL's is not, so there it is BIGINT (`bucket_ts` is in milliseconds)."""
-
-    impl = Integer
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        return dialect.type_descriptor(BigInteger() if dialect.name == "postgresql" else Integer())
+from .columns import BIG, INT, c, metadata
 
 routes = Table(
     "routes",
@@ -228,8 +187,13 @@ access_log = Table(
     c("client_ip"),
     c("user_agent"),
     c("recorded_at", INT, nn=True),
+    # The workers' columns (migration 0005): the ingest sequence number (NULL for rows
+    # ProxyOS wrote itself) and the latency histogram bin.
+    c("seq", BIG),
+    c("latency_bin", INT),
     Index("ix_access_log_recorded_at", "recorded_at"),
     Index("ix_access_log_route_recorded", "route_id", "recorded_at"),
+    Index("ix_access_log_seq", "seq"),
 )
 
 traffic_metrics = Table(
@@ -247,6 +211,7 @@ traffic_metrics = Table(
     c("status_4xx", INT, nn=True, default=0),
     c("status_5xx", INT, nn=True, default=0),
     c("latency_sum_ms", INT, nn=True, default=0),
+    c("latency_hist"),  # the workers' (migration 0005): JSON object {"bin": count}
     Index("ix_traffic_metrics_route_bucket_ts", "route_id", "bucket", "bucket_ts"),
 )
 
@@ -368,40 +333,6 @@ cert_issuance_log = Table(
     c("method"),
     c("issued_at", INT, nn=True),
     c("expires_at", INT),
-)
-
-# --- The workers' own bookkeeping (migration 0002) -------------------------------------
-
-task_runs = Table(
-    "task_runs",
-    metadata,
-    c("id", pk=True),
-    c("job", nn=True),
-    c("task_id"),
-    c("status", nn=True),  # running | ok | error | skipped
-    c("started_at", Float, nn=True),  # seconds since the epoch, sub-second precision
-    c("finished_at", Float),
-    c("duration_ms", INT),
-    c("error"),
-    c("summary"),  # JSON object
-    c("host"),
-    Index("ix_task_runs_job_started", "job", "started_at"),
-)
-
-job_schedule = Table(
-    "job_schedule",
-    metadata,
-    c("job", pk=True),
-    c("last_tick", INT, nn=True, default=0),  # the newest tick (epoch seconds) enqueued
-    c("updated_at", Float),
-)
-
-job_leases = Table(
-    "job_leases",
-    metadata,
-    c("job", pk=True),
-    c("owner", nn=True),
-    c("expires_at", Float, nn=True),
 )
 
 PROXYOS_TABLES = (

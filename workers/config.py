@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -21,6 +22,8 @@ from tasks.redaction import remember
 
 from . import job_selection
 from .job_selection import JobSelection
+
+AreaSettings = TypeVar("AreaSettings")
 
 
 class ConfigError(Exception):
@@ -114,10 +117,20 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     jobs: JobSelection = field(default_factory=JobSelection)  # PROXYOS_JOBS
+    _areas: dict = field(default_factory=dict, repr=False, compare=False)  # `area`'s, parsed once
 
     @property
     def log_level_number(self) -> int:
         return getattr(logging, self.log_level.upper())
+
+    def area(self, load: Callable[[Mapping[str, str]], AreaSettings]) -> AreaSettings:
+        """An area's settings (`load` of `workers/settings/<area>.py`), read from `env`
+        on first use and kept: a job run does not parse them again."""
+        try:
+            return self._areas[load]
+        except KeyError:
+            value = self._areas[load] = load(self.env)
+            return value
 
 
 def _sqlite_url(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.config import ConfigError
-from workers.jobs.certs import cert_settings
+from workers.settings.certs import load as cert_settings
 
 
 def test_defaults():

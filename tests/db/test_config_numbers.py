@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from workers import config
 from workers.config import ConfigError, env_float, env_int
-from workers.jobs.certs import cert_settings
-from workers.settings_traffic import load as traffic_settings
+from workers.settings.certs import load as cert_settings
+from workers.settings.retention import load as retention_settings
+from workers.settings.traffic import load as traffic_settings
 
 NOT_NUMBERS = ["inf", "-inf", "Infinity", "nan", "NaN", "1e308", "1e999", "9" * 5000, "", "  ", "0x10", "five"]
 
@@ -62,9 +63,9 @@ def test_core_settings_have_a_sane_range(variable, value):
 @pytest.mark.parametrize(
     ("load", "variable", "value"),
     [
-        (traffic_settings, "PROXYOS_RETENTION_ACCESS_LOG_DAYS", "inf"),
-        (traffic_settings, "PROXYOS_RETENTION_METRICS_1H_DAYS", "1e308"),
-        (traffic_settings, "PROXYOS_PRUNE_PAUSE_MS", "1e308"),
+        (retention_settings, "PROXYOS_RETENTION_ACCESS_LOG_DAYS", "inf"),
+        (retention_settings, "PROXYOS_RETENTION_METRICS_1H_DAYS", "1e308"),
+        (retention_settings, "PROXYOS_PRUNE_PAUSE_MS", "1e308"),
         (traffic_settings, "PROXYOS_TRAFFIC_INGEST_BATCH", "99999999999"),
         (cert_settings, "PROXYOS_DNS_NAMESERVER_PORT", "70000"),
         (cert_settings, "PROXYOS_DNS_PROPAGATION_TIMEOUT", "inf"),

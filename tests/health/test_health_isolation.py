@@ -13,14 +13,13 @@ import sqlalchemy as sa
 from conftest import add_route, add_stream, ups
 
 from db.engine import write_transaction
-from db.tables import health_checks, routes, streams
-from db.tables_health import route_health_state, stream_health_checks
+from db.schema import health_checks, route_health_state, routes, stream_health_checks, streams
 from tasks.health.batch import run_batch
 from workers import config
 from workers.config import ConfigError
 from workers.registry import JobContext, discover
 from workers.runner import run_job
-from workers.settings_health import health_settings
+from workers.settings.health import load as health_settings
 
 from support import run_cli
 

@@ -15,15 +15,14 @@ import sqlalchemy as sa
 from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, uncount
 
 from db.engine import sqlite_path, write_transaction
-from db.tables import audit_log, health_checks, task_runs
-from db.tables_traffic import access_log, traffic_metrics, traffic_rollups
+from db.schema import access_log, audit_log, health_checks, task_runs, traffic_metrics, traffic_rollups
 from tasks.retention.prune import MIN_BATCH, Pacing, prune
 from tasks.retention.rules import DAY_S, Rule
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
 from tasks.traffic.retention import TrafficRetention
-from workers import settings_retention
-from workers.settings_retention import RetentionSettings
+from workers.settings import retention as settings_retention
+from workers.settings.retention import RetentionSettings
 
 FAST = Pacing(pause_ms=0)
 

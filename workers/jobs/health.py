@@ -21,13 +21,13 @@ from tasks.health.store import load_routes, load_streams, route_ineligible_reaso
 from tasks.outcome import NothingToDo, Skipped
 
 from ..registry import Job, JobContext, Option
-from ..settings_health import health_settings
+from ..settings import health as health_settings
 
 SHOWN_RESULTS = 200  # results listed in a run's summary, problems first; the rest are counted
 
 
 def _dispatch(ctx: JobContext, _options: Mapping[str, Any]) -> dict:
-    settings = health_settings(ctx.settings.env)
+    settings = ctx.settings.area(health_settings.load)
     claimed = claim_due(ctx.engine, settings, ctx.clock())
     if not claimed:
         raise NothingToDo("no route or stream due")
@@ -51,7 +51,7 @@ def _pairs(options: Mapping[str, Any], ids: str, due: str) -> list[tuple[str, fl
 
 
 def _batch(ctx: JobContext, options: Mapping[str, Any]) -> dict:
-    settings = health_settings(ctx.settings.env)
+    settings = ctx.settings.area(health_settings.load)
     report = run_batch(
         ctx.engine,
         settings,
@@ -63,7 +63,7 @@ def _batch(ctx: JobContext, options: Mapping[str, Any]) -> dict:
 
 
 def _on_demand(ctx: JobContext, options: Mapping[str, Any]) -> dict:
-    settings = health_settings(ctx.settings.env)
+    settings = ctx.settings.area(health_settings.load)
     route_id, stream_id = options.get("route"), options.get("stream")
     if route_id and stream_id:
         raise ValueError("name either --route or --stream, not both")
@@ -167,7 +167,7 @@ JOBS = [
         exclusive=False,
         example="proxyos-worker run-once health --route V1StGXR8_Z5jdHi6B-myT",
         status=status,
-        check_settings=health_settings,
+        check_settings=health_settings.load,
         render=render,
     ),
     Job(
@@ -176,7 +176,7 @@ JOBS = [
         run=_dispatch,
         every=MIN_INTERVAL,  # the dispatcher period the schedule assumes
         lease_seconds=60.0,
-        check_settings=health_settings,
+        check_settings=health_settings.load,
         hidden=True,
         feeds=("health-batch",),  # the checks it claims are done only there
     ),
@@ -185,7 +185,7 @@ JOBS = [
         help="Probe one batch of routes and streams at their due times.",
         run=_batch,
         exclusive=False,
-        check_settings=health_settings,
+        check_settings=health_settings.load,
         hidden=True,
     ),
 ]

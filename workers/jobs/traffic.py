@@ -10,12 +10,13 @@ from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
 from tasks.traffic.progress import ingest_progress
 
-from .. import settings_retention, settings_traffic
 from ..registry import Job, JobContext
+from ..settings import retention as settings_retention
+from ..settings import traffic as settings_traffic
 
 
 def _run_ingest(ctx: JobContext, _options: dict) -> dict:
-    s = settings_traffic.load(ctx.settings.env)
+    s = ctx.settings.area(settings_traffic.load)
     summary = ingest(ctx.engine, s.access_log, batch_lines=s.ingest_batch, clock=ctx.clock,
                      keep_per_route=s.keep_per_route, limits=s.ingest_limits)
     if not (summary["batches"] or summary["counted"] or summary["trimmed"] or summary.get("lost")):
@@ -24,7 +25,7 @@ def _run_ingest(ctx: JobContext, _options: dict) -> dict:
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
-    s = settings_traffic.load(ctx.settings.env)
+    s = ctx.settings.area(settings_traffic.load)
     summary = aggregate(ctx.engine, batch_rows=s.aggregate_batch, clock=ctx.clock)
     if not summary["rows"]:
         raise NothingToDo("no rows left to count (ingest counts as it goes)", summary)
@@ -32,7 +33,7 @@ def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
 
 
 def _run_prune(ctx: JobContext, _options: dict) -> dict:
-    s = settings_retention.load(ctx.settings.env)
+    s = ctx.settings.area(settings_retention.load)
     summary = prune(ctx.engine, s.rules(), now=ctx.clock(), pacing=s.pacing)
     if not summary["deleted"] and not summary.get("skipped"):
         raise NothingToDo("no rows past the retention rules", summary)
@@ -40,7 +41,7 @@ def _run_prune(ctx: JobContext, _options: dict) -> dict:
 
 
 def _ingest_status(ctx: JobContext) -> dict:
-    return ingest_progress(ctx.engine, settings_traffic.load(ctx.settings.env).access_log)
+    return ingest_progress(ctx.engine, ctx.settings.area(settings_traffic.load).access_log)
 
 
 def _aggregate_status(ctx: JobContext) -> dict:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from tasks.health.settings import HealthSettings
 
-from .config import ConfigError, env_float, env_int, env_str
+from ..config import ConfigError, env_float, env_int, env_str
 
 
-def health_settings(env: Mapping[str, str]) -> HealthSettings:
+def load(env: Mapping[str, str]) -> HealthSettings:
     """Read and check the PROXYOS_HEALTH_* variables, each within its range; raises
     ConfigError (one line naming the variable and the range)."""
     ca_file = env_str(env, "PROXYOS_HEALTH_CA_FILE")

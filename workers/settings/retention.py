@@ -14,7 +14,7 @@ from tasks.retention.rules import Rule
 from tasks.traffic.retention import TrafficRetention
 from tasks.traffic.retention import rules as traffic_rules
 
-from .config import ConfigError, env_float, env_int
+from ..config import ConfigError, env_float, env_int
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 from tasks.traffic.aggregate import DEFAULT_BATCH_ROWS
 from tasks.traffic.ingest import DEFAULT_BATCH_LINES, Limits
 
-from . import settings_retention
-from .config import env_float, env_int, env_str
+from ..config import env_float, env_int, env_str
+from . import retention
 
 DEFAULT_ACCESS_LOG = "/data/proxyos/access.log"
 
@@ -35,5 +35,5 @@ def load(env: Mapping[str, str]) -> TrafficSettings:
                               maximum=86_400),
         ),
         aggregate_batch=env_int(env, "PROXYOS_TRAFFIC_AGGREGATE_BATCH", DEFAULT_BATCH_ROWS, minimum=1, maximum=10**6),
-        keep_per_route=settings_retention.access_log_per_route(env),
+        keep_per_route=retention.access_log_per_route(env),
     )

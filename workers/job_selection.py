@@ -1,6 +1,6 @@
 """`PROXYOS_JOBS`: which jobs these workers run, so that one writer does each kind of work.
 
-The value is `all` (the default) or a comma list of areas (the modules of `workers/jobs/`:
+The value is `all` (the default) or a comma list of areas (`workers.jobs.AREAS`:
 backup, certs, health, traffic) and job names, read left to right; `-name` leaves an area
 or a job out again (`all,-health`, `traffic,backup`, `all,-ingest`). A list that begins
 with `-name` starts from all. A name that is both an area and a job (`health`) means the

@@ -1,15 +1,14 @@
 """The job registry: each job is a name, a plain function from `tasks/`, an optional
 period, and the options it takes on demand.
 
-Job modules live in `workers/jobs/`; each exports `JOBS`, a list of `Job`. Adding a job
-means adding one module there: the CLI, the queue and the scheduler find it.
+Job modules live in `workers/jobs/`, one per area; each declares `JOBS`, a list of `Job`,
+and `workers.jobs.AREAS` lists the areas. Adding a job means adding it to its area's
+`JOBS`: the CLI, the queue and the scheduler find it there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -113,19 +112,18 @@ class Job:
     check_settings: Callable[[Mapping[str, str]], Any] | None = None
     render: Callable[[Mapping[str, Any]], str] | None = None  # run-once's text output
     hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
-    area: str = ""  # the module in workers/jobs/ that defines it (health, certs, traffic, backup)
+    area: str = ""  # its area in workers.jobs.AREAS (health, certs, traffic, backup)
     feeds: tuple[str, ...] = ()  # jobs it hands its work to: PROXYOS_JOBS keeps them together
 
 
 def discover() -> dict[str, Job]:
-    """Every job in `workers/jobs/`, by name."""
-    from . import jobs as package
+    """Every job of every area (`workers.jobs.AREAS`), by name."""
+    from .jobs import AREAS  # the job modules import this one
 
     found: dict[str, Job] = {}
-    for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-        for job in getattr(module, "JOBS", ()):
+    for area, jobs in AREAS.items():
+        for job in jobs:
             if job.name in found:
                 raise RuntimeError(f"job {job.name!r} is defined twice")
-            found[job.name] = dataclasses.replace(job, area=job.area or module_info.name)
+            found[job.name] = dataclasses.replace(job, area=job.area or area)
     return found

@@ -1,11 +1,10 @@
-"""`proxyos-worker`: one subcommand per module in this package (each has `register`)."""
+"""`proxyos-worker`: the subcommands, each a module of this package with `register`,
+listed in `COMMANDS` (in the order `--help` shows them)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +14,10 @@ from db.engine import describe_url
 from db.errors import DatabaseProblem, explain
 
 from .. import config, logs
+from . import certs, db, jobs, migrate, run, status, traffic
 from .common import Failure
+
+COMMANDS = (certs, db, jobs, migrate, run, status, traffic)
 
 DESCRIPTION = """\
 Background workers of ProxyOS: health checks, certificates, traffic, backups.
@@ -45,13 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    package = sys.modules[__name__]
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "register"):
-            module.register(commands)
+    for module in COMMANDS:
+        module.register(commands)
     return parser
 
 

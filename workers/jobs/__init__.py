@@ -1,1 +1,13 @@
-"""One module per area; each exports `JOBS`. See `workers.registry`."""
+"""The jobs, by area: one module per area, each declaring its `JOBS`. `AREAS` is the one
+list of them (`PROXYOS_JOBS` names these areas); see `workers.registry`."""
+
+from __future__ import annotations
+
+from . import backup, certs, health, traffic
+
+AREAS = {
+    "backup": backup.JOBS,
+    "certs": certs.JOBS,
+    "health": health.JOBS,
+    "traffic": traffic.JOBS,
+}

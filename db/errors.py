@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
+from db.problem import Problem
 
-class DatabaseProblem(Exception):
+
+class DatabaseProblem(Problem):
     """A database that cannot be used as it is; the message says what to do."""
 
 

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from db.problem import Problem
+
 _READ_STATEMENTS = {"SelectStmt", "VariableShowStmt"}
 
 
-class NotARead(Exception):
+class NotARead(Problem):
     """The statement is not one read; the message says what it is instead."""
 
 

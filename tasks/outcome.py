@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from db.problem import Problem
 
-class Skipped(Exception):
+
+class Skipped(Problem):
     """Raised by a job that had nothing to do, or must not run here; the message says why."""
 
 

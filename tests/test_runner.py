@@ -212,3 +212,21 @@ def test_a_tick_that_cannot_be_claimed_is_reported_once_and_retried(sqlite_url, 
     scheduler.tick()  # the same tick, claimed now that the database answers
     assert enqueued == ["every5"]
     impatient.dispose()
+
+
+def test_an_error_written_for_the_operator_is_shown_as_is_wherever_it_is_defined(sqlite_url, engine, tmp_path):
+    """`Problem` decides, not the module the error class lives in."""
+    from db.problem import Problem
+
+    class DiskFull(Problem):
+        pass
+
+    class Surprise(Exception):
+        pass
+
+    ctx = job_context(sqlite_url, tmp_path)
+    run_job(ctx, Job("told", "", run=lambda c, o: (_ for _ in ()).throw(DiskFull("the disk is full: free 1 GB"))))
+    run_job(ctx, Job("untold", "", run=lambda c, o: (_ for _ in ()).throw(Surprise("what happened"))))
+    assert [r["error"] for r in job_runs(engine, "told")] == ["the disk is full: free 1 GB"]
+    assert [r["error"] for r in job_runs(engine, "untold")] == ["Surprise: what happened"]
+    ctx.close()

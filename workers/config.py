@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from db.problem import Problem
 from tasks.redaction import remember
 
 from . import job_selection
@@ -26,7 +27,7 @@ from .job_selection import JobSelection
 AreaSettings = TypeVar("AreaSettings")
 
 
-class ConfigError(Exception):
+class ConfigError(Problem):
     """An environment variable has a value the workers cannot use."""
 
     def __init__(self, variable: str, value: str, accepted: str) -> None:

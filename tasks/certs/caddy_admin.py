@@ -21,13 +21,15 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from db.problem import Problem
+
 MESSAGE_CHARS = 300  # of Caddy's error message, in recorded errors
 TRANSIENT_RETRIES = (0.05, 0.1, 0.2, 0.4)  # seconds: Caddy's admin endpoint restarting
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{60,}")
 
 
-class CaddyError(Exception):
+class CaddyError(Problem):
     """Caddy could not be asked or refused; the message is for a person and holds no key."""
 
 

@@ -3,8 +3,10 @@ never carry a secret (they end up in `certificates.last_error` and `task_runs`).
 
 from __future__ import annotations
 
+from db.problem import Problem
 
-class CertError(Exception):
+
+class CertError(Problem):
     """One certificate could not be issued; `retry_at` is a CA-given earliest retry."""
 
     def __init__(self, message: str, *, retry_at: float | None = None) -> None:

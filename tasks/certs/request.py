@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.problem import Problem
 from db.schema import certificates, routes
 
 from .errors import ConfigurationError
@@ -14,7 +15,7 @@ from .ownership import is_owned, not_ours
 from .sync import SyncedGroup, sync_certificates
 
 
-class NotFound(ValueError):
+class NotFound(Problem, ValueError):
     pass
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import re2
 
+from db.problem import Problem
+
 MAX_LENGTH = 1000  # characters of pattern
 # RE2 instructions. A pattern whose DFA would be too large (exponential, or past RE2's
 # memory) is searched by RE2's NFA, at a cost of up to instructions x bytes: at 1,000 the
@@ -46,7 +48,7 @@ _UNSUPPORTED = (
 )
 
 
-class RegexProblem(ValueError):
+class RegexProblem(Problem, ValueError):
     """Why a pattern cannot be used; the message completes 'health_check_body_regex ...'."""
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from db.problem import Problem
+
 from .body_regex import BodyRegex, RegexProblem
 from .settings import DEFAULT_STATUS_CODES, MAX_INTERVAL, MIN_INTERVAL, HealthSettings
 
@@ -29,7 +31,7 @@ NAME_LIMIT = 200  # characters of a name kept for results
 log = logging.getLogger("proxyos.health")
 
 
-class ConfigProblem(ValueError):
+class ConfigProblem(Problem, ValueError):
     """What is wrong with a route's or stream's health-check configuration."""
 
 

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import orjson
 
+from db.problem import Problem
+
 MAX_PATH = 2048
 MAX_USER_AGENT = 512
 MAX_HOST = 253  # the longest DNS name
@@ -25,7 +27,7 @@ EARLIEST_TS = 0.0
 LATEST_TS = float(1 << 40)
 
 
-class MalformedLine(ValueError):
+class MalformedLine(Problem, ValueError):
     """A line that is not a Caddy access log entry; the message says what is wrong."""
 
 

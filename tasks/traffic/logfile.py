@@ -23,12 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from db.problem import Problem
+
 FINGERPRINT_BYTES = 1024
 CHUNK_BYTES = 1 << 20
 MAX_LINE_BYTES = 4 << 20  # Caddy's request headers alone may take 1 MB
 
 
-class NotARegularFile(Exception):
+class NotARegularFile(Problem):
     """The log path names a FIFO, a device or a directory: reading it could block or
     never end."""
 

@@ -24,6 +24,8 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
+from db.problem import Problem
+
 from .batches import Batch
 from .logfile import Segment
 from .reader import Reading, ready_batches
@@ -32,7 +34,7 @@ MIN_BYTES = 32 << 20  # about 50,000 lines: a second or two of parsing
 _LENGTH = struct.Struct(">Q")
 
 
-class ParseProcessDied(RuntimeError):
+class ParseProcessDied(Problem, RuntimeError):
     """The parsing process ended without finishing or saying why."""
 
 

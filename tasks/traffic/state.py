@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.problem import Problem
 from db.schema import access_log, traffic_state
 from db.sql import insert_or_ignore
 
@@ -18,7 +19,7 @@ RING_SEQ = "ring_seq"  # every route with a row up to this seq was trimmed since
 PROXYOS_ROWS_UNTIL = "proxyos_rows_until"
 
 
-class ConcurrentChange(RuntimeError):
+class ConcurrentChange(Problem, RuntimeError):
     """Another run moved a counter this transaction relied on; it was rolled back."""
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from db.engine import describe_url
-from db.errors import DatabaseProblem, explain
+from db.errors import explain
+from db.problem import Problem
 
 from .. import config, logs
 from . import certs, db, jobs, migrate, run, status, traffic
-from .common import Failure
 
 COMMANDS = (certs, db, jobs, migrate, run, status, traffic)
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"proxyos-worker: {exc}", file=sys.stderr)
         return 2
-    except (Failure, DatabaseProblem) as exc:
+    except Problem as exc:  # written for the operator: one line, no traceback
         logging.getLogger("proxyos").error("%s", exc)
         return 1
     except sa.exc.DBAPIError as exc:
@@ -106,10 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] != "redis":
+        if not _is_redis_error(exc):
             raise
         logging.getLogger("proxyos").error("cannot reach the queue at %s: %s", settings.queue.describe(), exc)
         return 1
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    try:
+        import redis  # an optional dependency: only a Redis queue needs it
+    except ImportError:
+        return False
+    return isinstance(exc, redis.exceptions.RedisError)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ import sys
 import time
 from typing import Any
 
+from db.problem import Problem
 
-class Failure(Exception):
+
+class Failure(Problem):
     """A command failed in a way the user can act on; the message is the one line shown."""
 
 

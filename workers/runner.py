@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from db.engine import describe_url
 from db.errors import explain
+from db.problem import Problem
 from db.sql import new_id
 from tasks.outcome import NothingToDo, Skipped
 from tasks.redaction import redact
@@ -67,7 +68,7 @@ def error_message(exc: BaseException, where: str | None = None) -> str:
             return redact(hint)[:MAX_ERROR_CHARS]
         exc = exc.orig
     text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, Skipped) and not type(exc).__module__.startswith(("tasks", "db")):
+    if not isinstance(exc, Problem):  # not written for the operator: say what it is
         text = f"{type(exc).__name__}: {text}"
     return redact(text)[:MAX_ERROR_CHARS]
 
@@ -168,7 +169,7 @@ def run_job(
         finished = time.time()
         result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
         if idle and quiet_when_idle and ctx.history.discard(run_id):
-            log.debug("job %s found nothing to do", job.name)
+            log.debug("job %s found nothing to do (task %s)", job.name, task_id)
             return RunResult(run_id, job.name, IDLE, result.duration_ms, summary, error)
         _log_outcome(job, result)
         ctx.history.finished(

@@ -238,9 +238,6 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
         traffic = check_traffic(engine, log_file)
         with engine.connect() as conn:
             runs = Counter(conn.execute(sa.text("SELECT task_id FROM task_runs WHERE task_id IS NOT NULL")).scalars())
-        # A periodic run that found nothing to do leaves no row; the consumer logs it (debug)
-        for consumer in consumers:
-            runs.update(re.findall(r"job \S+ found nothing to do \(task ([0-9a-f-]+)\)", consumer.log()))
             issued = dict(conn.execute(sa.text("SELECT domain, count(*) FROM cert_issuance_log GROUP BY domain")).all())
             statuses = Counter(conn.execute(sa.text("SELECT job || ':' || status FROM task_runs")).scalars())
             # A run killed mid-way holds its job's lease until it expires (30 s for ingest):
@@ -251,6 +248,9 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
             resumed = conn.execute(sa.text(
                 "SELECT job, min(started_at) FROM task_runs WHERE status = 'ok' AND started_at > :k"
                 " GROUP BY job"), {"k": killed_at}).all()
+        # A periodic run that found nothing to do leaves no row; the consumer logs it (debug)
+        for consumer in consumers:
+            runs.update(re.findall(r"job \S+ found nothing to do \(task ([0-9a-f-]+)\)", consumer.log()))
     finally:
         live.stop()
         for consumer in consumers:

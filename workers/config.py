@@ -118,7 +118,8 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     jobs: JobSelection = field(default_factory=JobSelection)  # PROXYOS_JOBS
-    _areas: dict = field(default_factory=dict, repr=False, compare=False)  # `area`'s, parsed once
+    # `area`'s, parsed once; not an argument, so a `replace`d copy never shares another env's
+    _areas: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def log_level_number(self) -> int:

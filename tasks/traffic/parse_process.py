@@ -41,7 +41,10 @@ class ParseProcessDied(Problem, RuntimeError):
 def worth_a_process(segments: Sequence[Segment]) -> bool:
     """Whether the segments hold enough to read to pay a second process's start, and a
     second core (and an interpreter to start) is there to run it."""
-    to_read = sum(segment.path.stat().st_size - segment.start.offset for segment in segments)
+    try:
+        to_read = sum(segment.path.stat().st_size - segment.start.offset for segment in segments)
+    except OSError:  # a file gone since the plan: reading it here says so, as it always did
+        return False
     return to_read >= MIN_BYTES and len(os.sched_getaffinity(0)) > 1 and bool(sys.executable)
 
 

@@ -1,7 +1,7 @@
 """The ACME account per (directory, e-mail): created once, its key kept in the database
 (`acme_account_keys`, encrypted with PROXYOS_SECRET when set) and recorded in
 `acme_accounts`. `AcmeSession` fetches the directory and the account once per run and
-hands each worker thread its own client (nonces are per connection)."""
+hands each worker thread its own connection to the CA (nonces are per connection)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import josepy as jose
 import requests
 import sqlalchemy as sa
-from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
 from cryptography.hazmat.primitives import serialization
@@ -27,12 +26,12 @@ from tasks.redaction import remember
 
 from .acme_errors import call
 from .acme_log import quiet_acme_logging
+from .ca import CertificateAuthority
 from .credentials import decrypt, encrypt, is_encrypted
 from .errors import CertError
 from .settings import CertSettings
 
 log = logging.getLogger("proxyos.certs.account")
-USER_AGENT = "proxyos-workers (acme-python)"
 
 
 @dataclass
@@ -44,19 +43,9 @@ class AcmeSession:
     account_id: str
     verify: bool | str
 
-    def client(self) -> acme_client.ClientV2:
-        net = acme_client.ClientNetwork(
-            self.key,
-            account=self.regr,
-            alg=jose.ES256,
-            verify_ssl=self.verify,
-            user_agent=USER_AGENT,
-        )
-        return acme_client.ClientV2(self.directory, net)
-
-    @property
-    def offers_ari(self) -> bool:
-        return "renewalInfo" in self.directory.to_partial_json()
+    def ca(self) -> CertificateAuthority:
+        """A connection of the calling thread's own."""
+        return CertificateAuthority.for_account(self.directory, self.key, self.regr, self.verify)
 
 
 def account_id_for(directory_url: str, email: str) -> str:
@@ -146,9 +135,8 @@ def open_session(
     quiet_acme_logging()
     account_id, key, uri = _load_or_create_key(engine, settings, directory_url, now)
     verify: bool | str = settings.ca_bundle or True
-    net = acme_client.ClientNetwork(key, alg=jose.ES256, verify_ssl=verify, user_agent=USER_AGENT)
     try:
-        directory = acme_client.ClientV2.get_directory(directory_url, net)
+        ca = CertificateAuthority.open(directory_url, key, verify)
     except requests.exceptions.SSLError:
         raise CertError(
             f"TLS verification of the ACME directory {directory_url} failed: for a private CA "
@@ -158,8 +146,7 @@ def open_session(
         raise CertError(
             f"cannot read the ACME directory {directory_url}: {type(exc).__name__}"
         ) from None
-    client = acme_client.ClientV2(directory, net)
-    regr = _register(client, key, settings, directory)
+    regr = _register(ca, key, settings)
     if regr.uri != uri:
         with write_transaction(engine) as conn:
             conn.execute(
@@ -167,12 +154,12 @@ def open_session(
                 .where(acme_account_keys.c.account_id == account_id)
                 .values(account_uri=regr.uri, updated_at=now)
             )
-    return AcmeSession(directory_url, directory, key, regr, account_id, verify)
+    return AcmeSession(directory_url, ca.directory, key, regr, account_id, verify)
 
 
-def _register(client, key, settings: CertSettings, directory) -> messages.RegistrationResource:
-    """newAccount with our key: creates the account, or finds the existing one (RFC 8555
-    7.3.1), so a lost account URI or a CA that forgot us is never a problem."""
+def _register(ca: CertificateAuthority, key: jose.JWK, settings: CertSettings) -> messages.RegistrationResource:
+    """The account of `key` at the CA, registered with the settings' e-mail and external
+    account binding."""
     eab = None
     if settings.eab_kid and settings.eab_hmac_key:
         remember(settings.eab_hmac_key)
@@ -180,9 +167,9 @@ def _register(client, key, settings: CertSettings, directory) -> messages.Regist
             account_public_key=key.public_key(),
             kid=settings.eab_kid,
             hmac_key=settings.eab_hmac_key,
-            directory=directory,
+            directory=ca.directory,
         )
-    elif client.external_account_required():
+    elif ca.external_account_required():
         raise CertError(
             "the CA requires external account binding: set PROXYOS_ACME_EAB_KID and "
             "PROXYOS_ACME_EAB_HMAC_KEY"
@@ -193,9 +180,4 @@ def _register(client, key, settings: CertSettings, directory) -> messages.Regist
     if eab:
         fields["external_account_binding"] = eab
     registration = messages.NewRegistration.from_data(**fields)
-    try:
-        return call(client.new_account, registration, what="creating the ACME account")
-    except acme_errors.ConflictError as exc:
-        regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
-        client.net.account = regr
-        return regr
+    return call(ca.register, registration, what="creating the ACME account")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import requests
 from cryptography import x509
 
+from .ca import CertificateAuthority
+
 DEFAULT_RETRY = 6 * 3600
 
 
@@ -48,17 +50,12 @@ def _retry_after(response: requests.Response, now: float) -> float:
         return max(60.0, parsed.timestamp() - now) if parsed else DEFAULT_RETRY
 
 
-def fetch_window(
-    base_url: str,
-    ident: str,
-    verify: bool | str,
-    now: float,
-    session: requests.Session | None = None,
-) -> Window:
-    """GET <renewalInfo>/<id>; raises requests/ValueError on a bad answer."""
-    http = session or requests
-    response = http.get(f"{base_url.rstrip('/')}/{ident}", timeout=30, verify=verify)
-    response.raise_for_status()
+def fetch_window(ca: CertificateAuthority, ident: str, now: float) -> Window | None:
+    """The CA's suggested window for certificate `ident`, or None when the CA offers no
+    renewal information; raises requests/ValueError/KeyError on a bad answer."""
+    response = ca.renewal_info(ident)
+    if response is None:
+        return None
     window = response.json()["suggestedWindow"]
     start, end = _parse_time(window["start"]), _parse_time(window["end"])
     if end < start:

@@ -206,9 +206,9 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
             if checker_factory
             else Checker(settings.resolvers, settings.nameserver_port)
         )
+        ca = session.ca()
         flow = OrderFlow(
-            session.client(),
-            session.key,
+            ca,
             provider,
             checker,
             DbJournal(engine, cert_id, route.tls_dns_provider_id, clock),
@@ -218,7 +218,7 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
             order_timeout=settings.order_timeout,
             heartbeat=lease.extend,
         )
-        replaces = row.ari_cert_id if (renewal and session.offers_ari) else None
+        replaces = row.ari_cert_id if (renewal and ca.offers_ari) else None
         result = flow.obtain(names, replaces=replaces, saved=saved)
         lease.extend(force=True)  # still ours: nobody else is writing these files
     except HeldBack as exc:
@@ -234,7 +234,7 @@ def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_facto
         log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
         return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
     try:
-        return _store(engine, settings, session, orders, row, names, result, renewal, clock)
+        return _store(engine, settings, session.account_id, ca.offers_ari, orders, row, names, result, renewal, clock)
     except OSError as exc:
         where = settings.cert_dir / names[0].replace("*", "_")
         return _failed(engine, row, f"the CA issued the certificate but writing it to {where} failed: "
@@ -340,7 +340,8 @@ def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome
 def _store(
     engine,
     settings: CertSettings,
-    session: AcmeSession,
+    account_id: str,
+    offers_ari: bool,
     orders: OrderStore,
     row,
     names,
@@ -373,7 +374,7 @@ def _store(
                 next_attempt_at=None,
                 renew_at=policy.renew_at(issued_at, expires_at),
                 ari_cert_id=ident,
-                ari_next_check_at=now if session.offers_ari else None,
+                ari_next_check_at=now if offers_ari else None,
                 updated_at=now,
             )
         )
@@ -390,7 +391,7 @@ def _store(
         )
         conn.execute(
             acme_accounts.update()
-            .where(acme_accounts.c.id == session.account_id)
+            .where(acme_accounts.c.id == account_id)
             .values(
                 certs_count=acme_accounts.c.certs_count + 1,
             )

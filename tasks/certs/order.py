@@ -14,33 +14,24 @@ crash after the CA issued never makes it issue a second certificate.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import josepy as jose
 from acme import challenges, messages
-from acme import client as acme_client
-from cryptography import x509
 
 from .acme_errors import call, describe
+from .ca import CertificateAuthority
 from .errors import CertError, OrderInvalid, ProviderError
 from .keys import key_pem, make_csr, new_private_key
-from .order_state import fetch_authorizations, post_as_get, saved_order_state
+from .order_state import saved_order_state
 from .propagation import Checker, Zone
 from .providers.base import Provider
 from .saved_order import SavedOrder
 
 log = logging.getLogger("proxyos.certs.order")
-
-
-class NewOrderWithReplaces(messages.NewOrder):
-    """newOrder with RFC 9773's `replaces` (the ARI certificate id it renews)."""
-
-    replaces: str | None = jose.field("replaces", omitempty=True)
 
 
 class Journal(Protocol):
@@ -70,36 +61,14 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def new_order(client: acme_client.ClientV2, csr_pem: bytes, names: list[str], replaces: str | None):
-    body = NewOrderWithReplaces(
-        identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
-        replaces=replaces,
-    )
-    response = client._post(client.directory["newOrder"], body)  # noqa: SLF001
-    order = messages.Order.from_json(response.json())
-    # Authorizations are fetched separately: a retried fetch must not post newOrder again.
-    return messages.OrderResource(
-        body=order, uri=response.headers.get("Location"), authorizations=[], csr_pem=csr_pem
-    )
-
-
 def _sleep_until(next_poll: float, deadline: float) -> None:
     time.sleep(max(0.0, min(next_poll, deadline) - time.monotonic()))
-
-
-def _retry_after(response, fallback: float) -> float:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return fallback
-    when = acme_client.ClientV2.retry_after(response, int(fallback) or 1)
-    return max(0.0, (when - datetime.datetime.now()).total_seconds())
 
 
 class OrderFlow:
     def __init__(
         self,
-        client: acme_client.ClientV2,
-        account_key: jose.JWK,
+        ca: CertificateAuthority,
         provider: Provider,
         checker: Checker,
         journal: Journal,
@@ -110,8 +79,7 @@ class OrderFlow:
         order_timeout: float = 180.0,
         heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
-        self.client = client
-        self.account_key = account_key
+        self.ca = ca
         self.provider = provider
         self.checker = checker
         self.journal = journal
@@ -154,15 +122,13 @@ class OrderFlow:
             # From the first answered challenge on, the CA may issue: save the order first.
             self.orders.ordered(orderr.uri, names, key_pem(key))
         if orderr.body.status == messages.STATUS_PENDING:
-            found = call(
-                fetch_authorizations, self.client, orderr.body, what="fetching the authorizations"
-            )
+            found = call(self.ca.authorizations, orderr.body, what="fetching the authorizations")
             orderr = orderr.update(authorizations=found)
         return orderr, key
 
     def _resume(self, saved: SavedOrder, names: list[str]):
         """The saved order's resource, or None (discarded) to order afresh."""
-        state = saved_order_state(self.client, saved, names)
+        state = saved_order_state(self.ca, saved, names)
         if state.unusable:
             log.info("%s: ordering afresh: the saved ACME order %s", names[0], state.unusable)
             self.orders.discarded()
@@ -176,10 +142,10 @@ class OrderFlow:
         what = "creating the ACME order"
         if replaces:
             try:
-                return call(new_order, self.client, csr, names, replaces, what=what)
+                return call(self.ca.new_order, csr, names, replaces, what=what)
             except CertError as exc:
                 log.info("order naming the replaced certificate failed (%s); ordering without", exc)
-        return call(new_order, self.client, csr, names, None, what=what)
+        return call(self.ca.new_order, csr, names, None, what=what)
 
     def _challenges(self, orderr) -> list[Challenge]:
         found = []
@@ -195,11 +161,7 @@ class OrderFlow:
                 raise CertError(f"the CA offered no dns-01 challenge for {name}")
             fqdn = self.checker.challenge_target(name)
             zone = self.checker.zone_of(fqdn)
-            found.append(
-                Challenge(
-                    name, authzr, challb, fqdn, zone, challb.chall.validation(self.account_key)
-                )
-            )
+            found.append(Challenge(name, authzr, challb, fqdn, zone, self.ca.txt_value(challb)))
         return found
 
     def _rounds(self, pending: list[Challenge]) -> list[list[Challenge]]:
@@ -230,12 +192,7 @@ class OrderFlow:
             for ch in round_:
                 if ch.challb.status != messages.STATUS_PENDING:
                     continue  # answered before a crash; the CA is validating it
-                call(
-                    self.client.answer_challenge,
-                    ch.challb,
-                    ch.challb.chall.response(self.account_key),
-                    what=f"answering the challenge for {ch.identifier}",
-                )
+                call(self.ca.answer, ch.challb, what=f"answering the challenge for {ch.identifier}")
             self._poll_authorizations(round_)
         finally:
             self._cleanup(published)
@@ -259,13 +216,10 @@ class OrderFlow:
         for ch in round_:
             delay = 0.05
             while True:
-                response = call(
-                    post_as_get,
-                    self.client,
-                    ch.authz.uri,
-                    what=f"polling the authorization of {ch.identifier}",
+                reply = call(
+                    self.ca.authorization, ch.authz.uri, what=f"polling the authorization of {ch.identifier}"
                 )
-                authz = messages.Authorization.from_json(response.json())
+                authz = reply.body
                 if authz.status == messages.STATUS_VALID:
                     break
                 if authz.status not in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
@@ -274,7 +228,7 @@ class OrderFlow:
                     raise CertError(
                         f"the CA did not finish validating {ch.identifier} in {self.order_timeout:.0f} s"
                     )
-                _sleep_until(time.monotonic() + _retry_after(response, delay), deadline)
+                _sleep_until(time.monotonic() + reply.retry_after(delay), deadline)
                 delay = min(delay * 2, 5.0)
                 self.heartbeat()
 
@@ -286,40 +240,37 @@ class OrderFlow:
         return OrderInvalid(f"validating {ch.identifier}: authorization became {authz.status}")
 
     def _finalize(self, orderr):
-        csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(orderr.csr_pem))
         what = "finalizing the order"
         if orderr.body.status in (messages.STATUS_PROCESSING, messages.STATUS_VALID):
-            response = call(post_as_get, self.client, orderr.uri, what=what)  # finalized already
+            reply = call(self.ca.order, orderr.uri, what=what)  # finalized already
         else:
-            response = self._post_finalize(orderr, csr, what)
+            reply = self._post_finalize(orderr, what)
         deadline = time.monotonic() + self.order_timeout
         delay = 0.05
         while True:
-            body = messages.Order.from_json(response.json())
+            body = reply.body
             if body.status == messages.STATUS_VALID and body.certificate:
-                chain = call(
-                    post_as_get, self.client, body.certificate, what="downloading the certificate"
-                )
-                return orderr.update(body=body, fullchain_pem=chain.text)
+                chain = call(self.ca.certificate, body.certificate, what="downloading the certificate")
+                return orderr.update(body=body, fullchain_pem=chain)
             if body.status == messages.STATUS_INVALID:
                 if body.error is not None:
                     problem = describe(body.error, what)
                     raise OrderInvalid(str(problem), retry_at=problem.retry_at)
                 raise OrderInvalid(f"{what}: the CA marked the order invalid")
             if body.status == messages.STATUS_READY:
-                response = call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
+                reply = call(self.ca.finalize, orderr.body, orderr.csr_pem, what=what)
                 continue
             if time.monotonic() >= deadline:
                 raise CertError(f"{what}: the CA did not issue within {self.order_timeout:.0f} s")
-            _sleep_until(time.monotonic() + _retry_after(response, delay), deadline)
+            _sleep_until(time.monotonic() + reply.retry_after(delay), deadline)
             delay = min(delay * 2, 5.0)
             self.heartbeat()
-            response = call(post_as_get, self.client, orderr.uri, what=what)
+            reply = call(self.ca.order, orderr.uri, what=what)
 
-    def _post_finalize(self, orderr, csr, what: str):
+    def _post_finalize(self, orderr, what: str):
         try:
-            return call(self.client._post, orderr.body.finalize, csr, what=what)  # noqa: SLF001
+            return call(self.ca.finalize, orderr.body, orderr.csr_pem, what=what)
         except CertError as exc:
             if "orderNotReady" not in str(exc):
                 raise
-            return call(post_as_get, self.client, orderr.uri, what=what)
+            return call(self.ca.order, orderr.uri, what=what)

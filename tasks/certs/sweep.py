@@ -98,12 +98,8 @@ def refresh_ari(
 
 
 def _refresh_one(engine: Engine, session, row, now: float) -> int:
-    base = session.directory.to_partial_json().get("renewalInfo")
-    if not base:
-        _update(engine, row.id, ari_next_check_at=None)
-        return 0
     try:
-        window = fetch_window(base, row.ari_cert_id, session.verify, now)
+        window = fetch_window(session.ca(), row.ari_cert_id, now)
     except (requests.RequestException, ValueError, KeyError) as exc:
         log.warning(
             "ARI for %s unavailable (%s); keeping the lifetime rule",
@@ -111,6 +107,9 @@ def _refresh_one(engine: Engine, session, row, now: float) -> int:
             type(exc).__name__,
         )
         _update(engine, row.id, ari_next_check_at=int(now + 3600))
+        return 0
+    if window is None:  # the CA offers no renewal information
+        _update(engine, row.id, ari_next_check_at=None)
         return 0
     _update(
         engine,

@@ -12,8 +12,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
+from cryptography import x509
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
@@ -31,6 +33,7 @@ from tasks.redaction import redact
 from . import policy, providers
 from .account import AcmeSession, open_session
 from .ari import cert_id as ari_cert_id
+from .ca import CertificateAuthority
 from .credentials import load_credentials
 from .errors import CertError, ConfigurationError, HeldBack, LeaseLost
 from .files import write_certificate
@@ -38,9 +41,10 @@ from .hook import run_deploy_hook
 from .isolation import number, reason, system_fault
 from .keys import leaf_of, validity
 from .lease import Lease, new_owner
-from .order import OrderFlow
+from .order import OrderFlow, Result
 from .ownership import is_owned, not_ours, owned
 from .propagation import Checker
+from .providers.base import Provider
 from .records import DbJournal, clean_leftovers
 from .saved_order import OrderStore
 from .settings import CertSettings
@@ -153,110 +157,295 @@ def issue_certificate(
                 fresh = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
             if not still_due(fresh):
                 return Outcome(cert_id, row.domain, "done_elsewhere")
-        return _issue_leased(engine, settings, sessions, lease, clock, checker_factory)
+        return Issuance(engine, settings, sessions, lease, clock, checker_factory).run()
     finally:
         lease.release()
 
 
-def _issue_leased(engine, settings, sessions, lease: Lease, clock, checker_factory) -> Outcome:
-    cert_id = lease.cert_id
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
-        route = (
-            conn.execute(sa.select(routes).where(routes.c.id == row.route_id)).first()
-            if row.route_id
-            else None
-        )
-    renewal = row.issued_at is not None
-    names: list[str] = []
-    try:
-        names = cert_names(row)
-        if route is None:
-            raise ConfigurationError(
-                f"certificate {row.domain} has no route; it cannot be issued through DNS-01"
-            )
-        if not (route.enabled and route.tls_mode == "dns"):
-            raise ConfigurationError(
-                f"route {route.domain} no longer uses tls_mode dns; not issuing"
-            )
-        provider_cache: dict = {}
+@dataclass(frozen=True)
+class Stored:
+    """An issued certificate, written to its files."""
 
-        def provider_for(provider_id: str):
-            if provider_id not in provider_cache:
-                with engine.connect() as conn:
-                    provider_cache[provider_id] = build_provider(
-                        conn, provider_id, settings, route.domain
-                    )
-            return provider_cache[provider_id]
+    chain_path: Path
+    key_path: Path
+    issued_at: int
+    expires_at: int
+    ari_cert_id: str | None
+    at: int  # when it was written, by the issuance's clock
 
-        clean_leftovers(engine, cert_id, provider_for)
-        provider = provider_for(route.tls_dns_provider_id)
-        now = clock()
-        session = sessions.get(settings.directory_for(route.tls_mode))
-        orders = OrderStore(
-            engine, cert_id, session.account_id, settings.secret, settings.cert_dir, clock
+
+@dataclass
+class Issuance:
+    """Issuing one certificate whose lease this worker holds, step by step; what the
+    steps share is kept here as they find it."""
+
+    engine: Engine
+    settings: CertSettings
+    sessions: Sessions
+    lease: Lease
+    clock: Callable[[], float]
+    checker_factory: Callable[[], Checker] | None = None
+    row: sa.Row | None = None  # the certificate's row, read once the lease is ours
+    route: sa.Row | None = None
+    names: list[str] = field(default_factory=list)
+    session: AcmeSession | None = None
+    ca: CertificateAuthority | None = None
+    orders: OrderStore | None = None
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    @property
+    def renewal(self) -> bool:
+        return self.row.issued_at is not None
+
+    def run(self) -> Outcome:
+        self._read_rows()
+        try:
+            result = self._obtain()
+        except HeldBack as exc:
+            return self._held(str(exc), exc.retry_at)
+        except LeaseLost as exc:  # the row is someone else's now: write nothing to it
+            log.warning("certificate %s: %s", self.row.domain, exc)
+            return Outcome(self.row.id, self.row.domain, "busy", str(exc))
+        except CertError as exc:
+            return self._failed(str(exc), exc.retry_at)
+        except Exception as exc:  # a bug, an unexpected library error, odd data: record it, go on
+            if system_fault(exc):
+                raise
+            log.debug("certificate %s: %s", self.row.domain, redact(traceback.format_exc()))
+            return self._failed(f"internal error: {type(exc).__name__}: {exc}")
+        try:
+            return self._store(result)
+        except OSError as exc:
+            where = self.settings.cert_dir / self.names[0].replace("*", "_")
+            return self._failed(
+                f"the CA issued the certificate but writing it to {where} failed: {exc.strerror or exc}"
+            )
+
+    def _read_rows(self) -> None:
+        with self.engine.connect() as conn:
+            self.row = conn.execute(
+                sa.select(certificates).where(certificates.c.id == self.lease.cert_id)
+            ).first()
+            self.route = (
+                conn.execute(sa.select(routes).where(routes.c.id == self.row.route_id)).first()
+                if self.row.route_id
+                else None
+            )
+
+    def _obtain(self) -> Result:
+        """The certificate from the CA, with the lease still ours."""
+        self.names = cert_names(self.row)
+        route = self._dns_route()
+        clean_leftovers(self.engine, self.row.id, self._provider)
+        provider = self._provider(route.tls_dns_provider_id)
+        now = self.clock()
+        self._connect(route)
+        saved = self.orders.load()
+        if not self.renewal and saved is None:  # a saved order was checked when it was placed
+            self._check_rate_limit(now)
+        if self.renewal:
+            self._update(status="renewing", updated_at=int(now))
+        replaces = self.row.ari_cert_id if (self.renewal and self.ca.offers_ari) else None
+        result = self._order_flow(provider).obtain(self.names, replaces=replaces, saved=saved)
+        self.lease.extend(force=True)  # still ours: nobody else is writing these files
+        return result
+
+    def _connect(self, route: sa.Row) -> None:
+        """The run's ACME account at the route's CA, a connection of this thread's own,
+        and the certificate's saved order under that account."""
+        self.session = self.sessions.get(self.settings.directory_for(route.tls_mode))
+        self.ca = self.session.ca()
+        self.orders = OrderStore(
+            self.engine, self.row.id, self.session.account_id, self.settings.secret, self.settings.cert_dir,
+            self.clock,
         )
-        saved = orders.load()
-        if not renewal and saved is None:  # a saved order was checked when it was placed
-            _check_rate_limit(engine, settings, names[0], now)
-        if renewal:
-            _set(engine, cert_id, status="renewing", updated_at=int(now))
+
+    def _dns_route(self) -> sa.Row:
+        """The certificate's route, as long as it still wants DNS-01."""
+        if self.route is None:
+            raise ConfigurationError(
+                f"certificate {self.row.domain} has no route; it cannot be issued through DNS-01"
+            )
+        if not (self.route.enabled and self.route.tls_mode == "dns"):
+            raise ConfigurationError(f"route {self.route.domain} no longer uses tls_mode dns; not issuing")
+        return self.route
+
+    def _provider(self, provider_id: str) -> Provider:
+        if provider_id not in self.providers:
+            with self.engine.connect() as conn:
+                self.providers[provider_id] = build_provider(conn, provider_id, self.settings, self.route.domain)
+        return self.providers[provider_id]
+
+    def _check_rate_limit(self, now: float) -> None:
+        registered = policy.registered_domain(self.names[0])
+        with self.engine.connect() as conn:
+            count, frees_at = policy.issued_last_week(conn, registered, self.settings.ca_label, now)
+        limit = self.settings.weekly_limit
+        if count >= limit:
+            raise HeldBack(
+                f"held back: {count} certificates for {registered} were issued in the last 7 days "
+                f"(limit {limit} per registered domain per week); next attempt when "
+                "the oldest leaves the window",
+                retry_at=frees_at,
+            )
+
+    def _order_flow(self, provider: Provider) -> OrderFlow:
+        settings = self.settings
         checker = (
-            checker_factory()
-            if checker_factory
-            else Checker(settings.resolvers, settings.nameserver_port)
+            self.checker_factory() if self.checker_factory else Checker(settings.resolvers, settings.nameserver_port)
         )
-        ca = session.ca()
-        flow = OrderFlow(
-            ca,
+        return OrderFlow(
+            self.ca,
             provider,
             checker,
-            DbJournal(engine, cert_id, route.tls_dns_provider_id, clock),
-            orders,
+            DbJournal(self.engine, self.row.id, self.route.tls_dns_provider_id, self.clock),
+            self.orders,
             key_type=settings.key_type,
             propagation_timeout=settings.propagation_timeout,
             order_timeout=settings.order_timeout,
-            heartbeat=lease.extend,
+            heartbeat=self.lease.extend,
         )
-        replaces = row.ari_cert_id if (renewal and ca.offers_ari) else None
-        result = flow.obtain(names, replaces=replaces, saved=saved)
-        lease.extend(force=True)  # still ours: nobody else is writing these files
-    except HeldBack as exc:
-        return _held(engine, row, str(exc), exc.retry_at, clock)
-    except LeaseLost as exc:  # the row is someone else's now: write nothing to it
-        log.warning("certificate %s: %s", row.domain, exc)
-        return Outcome(row.id, row.domain, "busy", str(exc))
-    except CertError as exc:
-        return _failed(engine, row, str(exc), exc.retry_at, clock)
-    except Exception as exc:  # a bug, an unexpected library error, odd data: record it, go on
-        if system_fault(exc):
-            raise
-        log.debug("certificate %s: %s", row.domain, redact(traceback.format_exc()))
-        return _failed(engine, row, f"internal error: {type(exc).__name__}: {exc}", None, clock)
+
+    def _store(self, result: Result) -> Outcome:
+        """Files, rows, audit and issuance log; then the deploy hook and Caddy, whose
+        failures are reported on the outcome while the certificate stays active."""
+        stored = self._write_files(result)
+        self._record(stored)
+        self.orders.drop_key_file()
+        log.info(
+            "certificate %s %s, valid until %s",
+            self.names[0],
+            self._done,
+            time.strftime("%Y-%m-%d", time.gmtime(stored.expires_at)),
+        )
+        outcome = Outcome(
+            self.row.id,
+            self.row.domain,
+            self._done,
+            None,
+            stored.expires_at,
+            {k: round(v, 3) for k, v in result.timings.items()},
+        )
+        if self.settings.deploy_hook:
+            self._run_deploy_hook(stored, outcome)
+        if self.settings.caddy_admin_url:
+            self._deploy_to_caddy(outcome)
+        return outcome
+
+    @property
+    def _done(self) -> str:
+        return "renewed" if self.renewal else "issued"
+
+    def _write_files(self, result: Result) -> Stored:
+        leaf = leaf_of(result.fullchain_pem)
+        issued_at, expires_at = validity(leaf)
+        chain_path, key_path = write_certificate(
+            self.settings.cert_dir, self.names[0], result.fullchain_pem, result.key_pem
+        )
+        return Stored(chain_path, key_path, issued_at, expires_at, _ari_id(leaf), int(self.clock()))
+
+    def _record(self, stored: Stored) -> None:
+        """One transaction, which also forgets the saved order: the order is done only
+        when its certificate is stored."""
+        with write_transaction(self.engine) as conn:
+            self._activate(conn, stored)
+            self._log_issuance(conn, stored)
+            conn.execute(
+                acme_accounts.update()
+                .where(acme_accounts.c.id == self.session.account_id)
+                .values(certs_count=acme_accounts.c.certs_count + 1)
+            )
+            detail = {
+                "names": self.names,
+                "expires_at": stored.expires_at,
+                "fullchain": str(stored.chain_path),
+                "replaced": self.row.ari_cert_id if self.renewal else None,
+            }
+            _audit(conn, f"cert.{self._done}", self.row, stored.at, detail)
+            self.orders.forget_in(conn)
+
+    def _activate(self, conn, stored: Stored) -> None:
+        _update_row(
+            conn,
+            self.row.id,
+            status="active",
+            issued_at=stored.issued_at,
+            expires_at=stored.expires_at,
+            last_renewed_at=stored.at,
+            last_error=None,
+            failures=0,
+            next_attempt_at=None,
+            renew_at=policy.renew_at(stored.issued_at, stored.expires_at),
+            ari_cert_id=stored.ari_cert_id,
+            ari_next_check_at=stored.at if self.ca.offers_ari else None,
+            updated_at=stored.at,
+        )
+
+    def _log_issuance(self, conn, stored: Stored) -> None:
+        """The issuance log, which the weekly rate limit counts."""
+        conn.execute(
+            cert_issuance_log.insert().values(
+                id=new_id(),
+                domain=self.names[0],
+                registered_domain=policy.registered_domain(self.names[0]),
+                provider=self.settings.ca_label,
+                method="dns01",
+                issued_at=stored.at,
+                expires_at=stored.expires_at,
+            )
+        )
+
+    def _run_deploy_hook(self, stored: Stored, outcome: Outcome) -> None:
+        problem = run_deploy_hook(
+            self.settings.deploy_hook, self.row.id, self.names[0], self.names, stored.chain_path, stored.key_path
+        )
+        if not problem:
+            return
+        with write_transaction(self.engine) as conn:
+            _update_row(conn, self.row.id, last_error=problem, updated_at=stored.at)
+            _audit(conn, "cert.deploy_failed", self.row, stored.at, {"error": problem})
+        log.error("certificate %s: %s", self.names[0], problem)
+        outcome.error = problem
+
+    def _deploy_to_caddy(self, outcome: Outcome) -> None:
+        """The certificate is stored and stays active whatever happens here; a failure is
+        recorded in `cert_deployments` and retried by the `caddy-sync` job."""
+        from .caddy_deploy import deploy_issued
+
+        try:
+            problem = deploy_issued(self.engine, self.settings, self.row.id, clock=self.clock)
+        except Exception as exc:
+            if system_fault(exc):
+                raise
+            log.error("certificate %s: loading it into Caddy failed: %s", self.row.domain, reason(exc))
+            problem = f"not loaded into Caddy yet: internal error: {reason(exc)}"
+        if problem:
+            outcome.error = f"{outcome.error}; {problem}" if outcome.error else problem
+
+    def _update(self, **values) -> None:
+        with write_transaction(self.engine) as conn:
+            _update_row(conn, self.row.id, **values)
+
+    def _held(self, why: str, retry_at: float | None) -> Outcome:
+        now = int(self.clock())
+        self._update(last_error=redact(why), next_attempt_at=int(retry_at or now + policy.DAY), updated_at=now)
+        log.warning("certificate %s %s", self.row.domain, redact(why))
+        return Outcome(self.row.id, self.row.domain, "held", redact(why))
+
+    def _failed(self, message: str, retry_at: float | None = None) -> Outcome:
+        return _failed(self.engine, self.row, message, retry_at, self.clock)
+
+
+def _ari_id(leaf: x509.Certificate) -> str | None:
     try:
-        return _store(engine, settings, session.account_id, ca.offers_ari, orders, row, names, result, renewal, clock)
-    except OSError as exc:
-        where = settings.cert_dir / names[0].replace("*", "_")
-        return _failed(engine, row, f"the CA issued the certificate but writing it to {where} failed: "
-                       f"{exc.strerror or exc}", None, clock)
+        return ari_cert_id(leaf)
+    except Exception:  # noqa: BLE001 - a CA without AKI: no ARI for this one
+        return None
 
 
-def _set(engine: Engine, cert_id: str, **values) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(certificates.update().where(certificates.c.id == cert_id, owned()).values(**values))
-
-
-def _check_rate_limit(engine: Engine, settings: CertSettings, domain: str, now: float) -> None:
-    registered = policy.registered_domain(domain)
-    with engine.connect() as conn:
-        count, frees_at = policy.issued_last_week(conn, registered, settings.ca_label, now)
-    if count >= settings.weekly_limit:
-        raise HeldBack(
-            f"held back: {count} certificates for {registered} were issued in the last 7 days "
-            f"(limit {settings.weekly_limit} per registered domain per week); next attempt when "
-            "the oldest leaves the window",
-            retry_at=frees_at,
-        )
+def _update_row(conn, cert_id: str, **values) -> None:
+    """Write `values` to the certificate's row, as long as the row is the workers'."""
+    conn.execute(certificates.update().where(certificates.c.id == cert_id, owned()).values(**values))
 
 
 def _audit(conn, action: str, row, now: int, detail: dict) -> None:
@@ -272,19 +461,6 @@ def _audit(conn, action: str, row, now: int, detail: dict) -> None:
             created_at=now,
         )
     )
-
-
-def _held(engine, row, reason: str, retry_at: float | None, clock) -> Outcome:
-    now = int(clock())
-    _set(
-        engine,
-        row.id,
-        last_error=redact(reason),
-        next_attempt_at=int(retry_at or now + policy.DAY),
-        updated_at=now,
-    )
-    log.warning("certificate %s %s", row.domain, redact(reason))
-    return Outcome(row.id, row.domain, "held", redact(reason))
 
 
 def record_failure(engine: Engine, row, message: str, clock: Callable[[], float]) -> Outcome:
@@ -309,16 +485,14 @@ def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome
     expires_at = number(row.expires_at)
     status = "expired" if expires_at and expires_at <= now else "error"
     with write_transaction(engine) as conn:
-        conn.execute(
-            certificates.update()
-            .where(certificates.c.id == row.id, owned())
-            .values(
-                status=status,
-                last_error=message,
-                failures=failures,
-                next_attempt_at=next_attempt,
-                updated_at=now,
-            )
+        _update_row(
+            conn,
+            row.id,
+            status=status,
+            last_error=message,
+            failures=failures,
+            next_attempt_at=next_attempt,
+            updated_at=now,
         )
         _audit(
             conn,
@@ -335,125 +509,3 @@ def _failed(engine, row, message: str, retry_at: float | None, clock) -> Outcome
         message,
     )
     return Outcome(row.id, row.domain, "failed", message)
-
-
-def _store(
-    engine,
-    settings: CertSettings,
-    account_id: str,
-    offers_ari: bool,
-    orders: OrderStore,
-    row,
-    names,
-    result,
-    renewal,
-    clock,
-) -> Outcome:
-    leaf = leaf_of(result.fullchain_pem)
-    issued_at, expires_at = validity(leaf)
-    chain_path, key_path = write_certificate(
-        settings.cert_dir, names[0], result.fullchain_pem, result.key_pem
-    )
-    now = int(clock())
-    try:
-        ident = ari_cert_id(leaf)
-    except Exception:  # noqa: BLE001 - a CA without AKI: no ARI for this one
-        ident = None
-    action = "cert.renewed" if renewal else "cert.issued"
-    with write_transaction(engine) as conn:
-        conn.execute(
-            certificates.update()
-            .where(certificates.c.id == row.id, owned())
-            .values(
-                status="active",
-                issued_at=issued_at,
-                expires_at=expires_at,
-                last_renewed_at=now,
-                last_error=None,
-                failures=0,
-                next_attempt_at=None,
-                renew_at=policy.renew_at(issued_at, expires_at),
-                ari_cert_id=ident,
-                ari_next_check_at=now if offers_ari else None,
-                updated_at=now,
-            )
-        )
-        conn.execute(
-            cert_issuance_log.insert().values(
-                id=new_id(),
-                domain=names[0],
-                registered_domain=policy.registered_domain(names[0]),
-                provider=settings.ca_label,
-                method="dns01",
-                issued_at=now,
-                expires_at=expires_at,
-            )
-        )
-        conn.execute(
-            acme_accounts.update()
-            .where(acme_accounts.c.id == account_id)
-            .values(
-                certs_count=acme_accounts.c.certs_count + 1,
-            )
-        )
-        _audit(
-            conn,
-            action,
-            row,
-            now,
-            {
-                "names": names,
-                "expires_at": expires_at,
-                "fullchain": str(chain_path),
-                "replaced": row.ari_cert_id if renewal else None,
-            },
-        )
-        orders.forget_in(conn)  # the order is done only when its certificate is stored
-    orders.drop_key_file()
-    log.info(
-        "certificate %s %s, valid until %s",
-        names[0],
-        action.split(".")[1],
-        time.strftime("%Y-%m-%d", time.gmtime(expires_at)),
-    )
-    outcome = Outcome(
-        row.id,
-        row.domain,
-        "renewed" if renewal else "issued",
-        None,
-        expires_at,
-        {k: round(v, 3) for k, v in result.timings.items()},
-    )
-    if settings.deploy_hook:
-        problem = run_deploy_hook(
-            settings.deploy_hook, row.id, names[0], names, chain_path, key_path
-        )
-        if problem:
-            with write_transaction(engine) as conn:
-                conn.execute(
-                    certificates.update()
-                    .where(certificates.c.id == row.id, owned())
-                    .values(last_error=problem, updated_at=now)
-                )
-                _audit(conn, "cert.deploy_failed", row, now, {"error": problem})
-            log.error("certificate %s: %s", names[0], problem)
-            outcome.error = problem
-    if settings.caddy_admin_url:
-        problem = _deploy_to_caddy(engine, settings, row, clock)
-        if problem:
-            outcome.error = f"{outcome.error}; {problem}" if outcome.error else problem
-    return outcome
-
-
-def _deploy_to_caddy(engine: Engine, settings: CertSettings, row, clock) -> str | None:
-    """The certificate is stored and stays active whatever happens here; a failure is
-    recorded in `cert_deployments` and retried by the `caddy-sync` job."""
-    from .caddy_deploy import deploy_issued
-
-    try:
-        return deploy_issued(engine, settings, row.id, clock=clock)
-    except Exception as exc:
-        if system_fault(exc):
-            raise
-        log.error("certificate %s: loading it into Caddy failed: %s", row.domain, reason(exc))
-        return f"not loaded into Caddy yet: internal error: {reason(exc)}"

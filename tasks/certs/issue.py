@@ -19,6 +19,7 @@ from cryptography import x509
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.leases import Owner
 from db.schema import (
     acme_accounts,
     audit_log,
@@ -40,7 +41,7 @@ from .files import write_certificate
 from .hook import run_deploy_hook
 from .isolation import number, reason, system_fault
 from .keys import leaf_of, validity
-from .lease import Lease, new_owner
+from .lease import Lease
 from .order import OrderFlow, Result
 from .ownership import is_owned, not_ours, owned
 from .propagation import Checker
@@ -132,13 +133,13 @@ def issue_certificate(
     cert_id: str,
     *,
     clock: Callable[[], float] = time.time,
-    owner: str | None = None,
+    owner: Owner | None = None,
     checker_factory: Callable[[], Checker] | None = None,
     still_due: Callable[[object], bool] | None = None,
 ) -> Outcome:
     """Issue or renew `cert_id` now. `still_due` (the sweep's rule) is checked again once
     the lease is ours: another worker may have finished the job in the meantime."""
-    lease = Lease(engine, cert_id, owner or new_owner(), settings.lease_seconds, clock)
+    lease = Lease(engine, cert_id, owner or Owner.here(), settings.lease_seconds)
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(certificates, routes.c.tls_mode)

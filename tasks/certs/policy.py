@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import random
+import socket
 
 import sqlalchemy as sa
 from publicsuffixlist import PublicSuffixList
 from sqlalchemy.engine import Connection
 
+from db.leases import Owner
 from db.schema import cert_issuance_log
 
 from .isolation import number
@@ -69,7 +71,7 @@ def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
     """Why `row` should be worked on now, or None. A time that is not a number (text
     someone wrote into the column) counts as none."""
     lease_expires_at, next_attempt_at = number(row.lease_expires_at), number(row.next_attempt_at)
-    if not leased_by_us and row.lease_owner and lease_expires_at and lease_expires_at > now:
+    if not leased_by_us and row.lease_owner and lease_expires_at and lease_expires_at > now and not _holder_gone(row):
         return None
     if next_attempt_at and next_attempt_at > now:
         return None
@@ -84,6 +86,13 @@ def due_reason(row, now: float, leased_by_us: bool = False) -> str | None:
         if when is None or when <= now:  # an active row without dates: nothing to trust
             return "renewal"
     return None
+
+
+def _holder_gone(row) -> bool:
+    """The row's lease is held by a process of this host that no longer exists: taking
+    the lease takes it over at once (`db.leases`)."""
+    owner = Owner.parse(row.lease_owner)
+    return owner is not None and owner.gone_from(socket.gethostname())
 
 
 def renewal_time(row) -> int | None:

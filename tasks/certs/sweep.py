@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
+from db.leases import Owner
 from db.schema import cert_dns_records, certificates, routes
 from tasks.redaction import redact
 
@@ -21,7 +22,7 @@ from .ari import fetch_window
 from .errors import CertError
 from .isolation import number, reason, system_fault
 from .issue import Outcome, Sessions, build_provider, issue_certificate, record_failure
-from .lease import Lease, new_owner
+from .lease import Lease
 from .ownership import owned
 from .policy import due_reason
 from .records import clean_leftovers
@@ -120,14 +121,14 @@ def _refresh_one(engine: Engine, session, row, now: float) -> int:
     return 1
 
 
-def clean_orphans(engine: Engine, settings: CertSettings, clock: Callable[[], float], owner: str) -> int:
+def clean_orphans(engine: Engine, settings: CertSettings, owner: Owner) -> int:
     """Remove TXT values a killed worker left behind for certificates nobody is working
     on (whether or not they are due), under each certificate's lease."""
     with engine.connect() as conn:
         ids = [r[0] for r in conn.execute(sa.select(cert_dns_records.c.certificate_id).distinct())]
     removed = 0
     for cert_id in ids:
-        lease = Lease(engine, cert_id, owner, settings.lease_seconds, clock)
+        lease = Lease(engine, cert_id, owner, settings.lease_seconds)
         if not lease.acquire():
             continue
         try:
@@ -167,8 +168,8 @@ def run_sweep(
     synced = sync_certificates(engine, int(now))
     expired = mark_expired(engine, int(now))
     sessions = sessions or Sessions(engine, settings, clock)
-    owner = new_owner()
-    orphans = clean_orphans(engine, settings, clock, owner)
+    owner = Owner.here()
+    orphans = clean_orphans(engine, settings, owner)
     leads = [group.lead_id for group in synced.groups]
     rows = _candidates(engine, leads)
     ari_checked = refresh_ari(engine, settings, sessions, rows, now)

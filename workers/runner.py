@@ -10,24 +10,22 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from db.engine import describe_url
 from db.errors import explain
+from db.leases import JOB_LEASES, Owner
 from db.problem import Problem
 from db.sql import new_id
 from tasks.outcome import NothingToDo, Skipped
 from tasks.redaction import redact
 
-from .leases import acquire_lease, keep_lease, lease_holder, release_dead_leases
 from .registry import Job, JobContext
 
 log = logging.getLogger("proxyos.runner")
-HOST = f"{socket.gethostname()}:{os.getpid()}"
 MAX_ERROR_CHARS = 2000
 LEASE_POLL_S = 0.5  # how often a run waiting for a lease tries again
 LOGGED_SUMMARY_CHARS = 300
@@ -73,43 +71,37 @@ def error_message(exc: BaseException, where: str | None = None) -> str:
     return redact(text)[:MAX_ERROR_CHARS]
 
 
-def lease_owner(run_id: str) -> str:
-    """`host:pid/run_id`: a consumer starting on this host can tell a dead holder's lease."""
-    return f"{HOST}/{run_id}"
+@dataclass
+class Run:
+    """One run of a job as it passes through the steps of `run_job`."""
+
+    ctx: JobContext
+    job: Job
+    options: dict[str, Any]
+    task_id: str | None
+    run_id: str = field(default_factory=new_id)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def owner(self) -> Owner:
+        """The run's lease owner, `host:pid/run_id`: a consumer starting on this host can
+        tell a dead holder's lease."""
+        return Owner.here(self.run_id)
+
+    finished_at: float | None = None
+
+    def refused(self, status: str, error: str, busy: bool = False) -> RunResult:
+        """The run did not start (its job's lease, say)."""
+        return RunResult(self.run_id, self.job.name, status, 0, {}, error, busy)
+
+    def ended(self, status: str, error: str | None = None, summary: Mapping[str, Any] | None = None) -> RunResult:
+        self.finished_at = time.time()
+        duration_ms = int((self.finished_at - self.started) * 1000)
+        return RunResult(self.run_id, self.job.name, status, duration_ms, dict(summary or {}), error)
 
 
-def _take_lease(engine: sa.Engine, job: Job, owner: str) -> bool:
-    if acquire_lease(engine, job.name, owner, job.lease_seconds):
-        return True
-    # A holder killed on this host can neither renew nor release: take over at once
-    # (holders on other hosts are waited for until their lease expires).
-    if release_dead_leases(engine, socket.gethostname(), job.name):
-        return acquire_lease(engine, job.name, owner, job.lease_seconds)
-    return False
-
-
-def _busy(engine: sa.Engine, job: Job) -> str:
-    """Why a run is skipped: which run (`host:pid/run_id`) holds the lease, and when that
-    lease expires if its holder stops renewing it (a holder killed on another host)."""
-    holder = lease_holder(engine, job.name)
-    if holder is None:  # released since
-        return "another run of this job is in progress"
-    owner, left = holder
-    return f"another run of this job is in progress (lease held by {owner}; it expires in {max(left, 0):.0f} s " \
-        "unless its holder renews it)"
-
-
-def _wait_for_lease(engine: sa.Engine, job: Job, owner: str, seconds: float, on_wait: WaitHook | None) -> bool:
-    """Poll for the lease until `seconds` pass: the run holding it is another process's,
-    with nothing to await but its row going away."""
-    if on_wait:
-        on_wait(_busy(engine, job))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(min(LEASE_POLL_S, max(deadline - time.monotonic(), 0)))
-        if _take_lease(engine, job, owner):
-            return True
-    return False
+Proceed = Callable[[], RunResult]
+Step = Callable[[Run, Proceed], RunResult]
 
 
 def run_job(
@@ -127,60 +119,123 @@ def run_job(
     `skipped`, unless that run ends within `wait_for_lease` seconds (`on_wait` is told
     whom it waits for); `when_busy` is added to a skipped run's record (what becomes of
     the request). With `quiet_when_idle` (a periodic run), a run that finds nothing to do
-    (`NothingToDo`) is not recorded, if its start was not written yet (`IDLE`)."""
-    options = dict(options or {})
-    engine = ctx.engine
-    run_id = new_id()
-    started = time.time()
-    try:
-        leased = not job.exclusive or _take_lease(engine, job, lease_owner(run_id))
-        if not leased and wait_for_lease > 0:
-            leased = _wait_for_lease(engine, job, lease_owner(run_id), wait_for_lease, on_wait)
-            started = time.time()
-        why_skipped = None if leased else _busy(engine, job) + (f"; {when_busy}" if when_busy else "")
-    except Exception as exc:  # the database is unreachable: record it (later, if buffered)
-        error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
-        log.error("job %s did not run: %s", job.name, error)
-        return _record_finished(ctx, RunResult(run_id, job.name, ERROR, 0, {}, error), task_id, started)
-    if not leased:
-        skipped = RunResult(run_id, job.name, SKIPPED, 0, {}, why_skipped, busy=True)
-        return _record_finished(ctx, skipped, task_id, started)
+    (`NothingToDo`) is not recorded, if its start was not written yet (`IDLE`).
 
-    with ExitStack() as held:
-        if job.exclusive:
-            held.enter_context(keep_lease(engine, job.name, lease_owner(run_id), job.lease_seconds))
-        running = RunResult(run_id, job.name, RUNNING, 0, {}, None)
-        ctx.history.started(_row(running, task_id, started, None), defer=quiet_when_idle)
-        status, summary, error, idle = OK, {}, None, False
+    The run passes through these steps in order, each wrapping the rest."""
+    steps: list[Step] = []
+    if job.exclusive:
+        steps.append(LeaseStep(wait_for_lease, on_wait, when_busy))
+    steps.append(HistoryStep(quiet_when_idle))
+    run = Run(ctx, job, dict(options or {}), task_id)
+    return _through(steps, run)
+
+
+def _through(steps: list[Step], run: Run) -> RunResult:
+    if not steps:
+        return _execute(run)
+    first, rest = steps[0], steps[1:]
+    return first(run, lambda: _through(rest, run))
+
+
+@dataclass(frozen=True)
+class LeaseStep:
+    """At most one run of an exclusive job at a time: take the job's lease (waiting up to
+    `wait_for_lease` seconds for the run that holds it), keep it while the run goes on.
+    A run that cannot have it is recorded `skipped`, naming the holder."""
+
+    wait_for_lease: float
+    on_wait: WaitHook | None
+    when_busy: str | None
+
+    def __call__(self, run: Run, proceed: Proceed) -> RunResult:
+        engine, job = run.ctx.engine, run.job
         try:
-            summary = dict(job.run(ctx, options) or {})
-        except NothingToDo as exc:
-            idle = True
-            if exc.summary is None:
-                status, error = SKIPPED, error_message(exc)
-            else:
-                summary = dict(exc.summary)
-        except Skipped as exc:
-            status, error = SKIPPED, error_message(exc)
-        except Exception as exc:
-            status, error = ERROR, error_message(exc, describe_url(engine))
-            log.error("job %s failed: %s", job.name, error)
-            log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
-        finished = time.time()
-        result = RunResult(run_id, job.name, status, int((finished - started) * 1000), summary, error)
-        if idle and quiet_when_idle and ctx.history.discard(run_id):
-            log.debug("job %s found nothing to do (task %s)", job.name, task_id)
-            return RunResult(run_id, job.name, IDLE, result.duration_ms, summary, error)
-        _log_outcome(job, result)
-        ctx.history.finished(
-            run_id,
-            status=status,
-            finished_at=finished,
+            leased = JOB_LEASES.take(engine, job.name, run.owner, job.lease_seconds)
+            if not leased and self.wait_for_lease > 0:
+                leased = self._wait(run)
+                run.started = time.time()
+            why_skipped = None if leased else _busy(engine, job) + (f"; {self.when_busy}" if self.when_busy else "")
+        except Exception as exc:  # the database is unreachable: record it (later, if buffered)
+            error = f"could not take the job's lease: {error_message(exc, describe_url(engine))}"
+            log.error("job %s did not run: %s", job.name, error)
+            return _record_finished(run.ctx, run.refused(ERROR, error), run.task_id, run.started)
+        if not leased:
+            return _record_finished(run.ctx, run.refused(SKIPPED, why_skipped, busy=True), run.task_id, run.started)
+        with JOB_LEASES.kept(engine, job.name, run.owner, job.lease_seconds):
+            return proceed()
+
+    def _wait(self, run: Run) -> bool:
+        """Poll for the lease until `wait_for_lease` seconds pass: the run holding it is
+        another process's, with nothing to await but its row going away."""
+        engine, job = run.ctx.engine, run.job
+        if self.on_wait:
+            self.on_wait(_busy(engine, job))
+        deadline = time.monotonic() + self.wait_for_lease
+        while time.monotonic() < deadline:
+            time.sleep(min(LEASE_POLL_S, max(deadline - time.monotonic(), 0)))
+            if JOB_LEASES.take(engine, job.name, run.owner, job.lease_seconds):
+                return True
+        return False
+
+
+def _busy(engine: sa.Engine, job: Job) -> str:
+    """Why a run is skipped: which run (`host:pid/run_id`) holds the lease, and when that
+    lease expires if its holder stops renewing it (a holder killed on another host)."""
+    holder = JOB_LEASES.holder(engine, job.name)
+    if holder is None:  # released since
+        return "another run of this job is in progress"
+    owner, left = holder
+    return f"another run of this job is in progress (lease held by {owner}; it expires in {max(left, 0):.0f} s " \
+        "unless its holder renews it)"
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """The run's row in `task_runs`: `running` at the start, its outcome at the end, one
+    log line for a run that did something. With `quiet_when_idle`, a run that found
+    nothing to do leaves no row (its start is held back, then discarded)."""
+
+    quiet_when_idle: bool
+
+    def __call__(self, run: Run, proceed: Proceed) -> RunResult:
+        history = run.ctx.history
+        running = RunResult(run.run_id, run.job.name, RUNNING, 0, {}, None)
+        history.started(_row(running, run.task_id, run.started, None), defer=self.quiet_when_idle)
+        result = proceed()
+        if result.status == IDLE:
+            if self.quiet_when_idle and history.discard(run.run_id):
+                log.debug("job %s found nothing to do (task %s)", run.job.name, run.task_id)
+                return result
+            result = replace(result, status=SKIPPED if result.error else OK)
+        _log_outcome(run.job, result)
+        history.finished(
+            run.run_id,
+            status=result.status,
+            finished_at=run.finished_at,
             duration_ms=result.duration_ms,
-            error=error,
-            summary=_summary_json(summary),
+            error=result.error,
+            summary=_summary_json(result.summary),
         )
-    return result
+        return result
+
+
+def _execute(run: Run) -> RunResult:
+    """The job itself. A run that found nothing to do comes back IDLE (ok with its summary,
+    or skipped with its reason, once recorded)."""
+    job = run.job
+    try:
+        return run.ended(OK, summary=job.run(run.ctx, run.options))
+    except NothingToDo as exc:
+        if exc.summary is None:
+            return run.ended(IDLE, error_message(exc))
+        return run.ended(IDLE, summary=exc.summary)
+    except Skipped as exc:
+        return run.ended(SKIPPED, error_message(exc))
+    except Exception as exc:
+        error = error_message(exc, describe_url(run.ctx.engine))
+        log.error("job %s failed: %s", job.name, error)
+        log.debug("job %s traceback:\n%s", job.name, redact(traceback.format_exc()))
+        return run.ended(ERROR, error)
 
 
 def _log_outcome(job: Job, result: RunResult) -> None:
@@ -230,5 +285,5 @@ def _row(result: RunResult, task_id: str | None, started: float, finished: float
         "duration_ms": result.duration_ms if finished else None,
         "error": result.error,
         "summary": _summary_json(result.summary) if finished else None,
-        "host": HOST,
+        "host": f"{socket.gethostname()}:{os.getpid()}",  # this process now (a forked worker is its own)
     }

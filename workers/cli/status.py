@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import time
 
-import sqlalchemy as sa
-
 from db.engine import create_engine, describe_url, sqlite_path
 from db.files import require_existing
 from db.migrate import status as migration_status
-from db.schema import job_schedule, task_runs
 from tasks.other_writers import detect
 
 from ..consumer import build_queue
+from ..job_records import periodic_jobs
 from ..other_writers import watched_tables
 from ..registry import JobContext
 from .common import add_command, format_duration, format_time, print_json, print_table
@@ -36,40 +34,6 @@ def register(commands) -> None:
     parser.set_defaults(handler=handle)
 
 
-def _running_since(conn) -> dict[str, float]:
-    rows = conn.execute(
-        sa.select(task_runs.c.job, sa.func.max(task_runs.c.started_at))
-        .where(task_runs.c.status == "running")
-        .group_by(task_runs.c.job)
-    ).all()
-    return {job: started for job, started in rows}
-
-
-def _last_idle(tick: float | None, last_started: float | None, running_since: float | None) -> float | None:
-    """When the job last looked and found nothing to do: its newest tick, if no run was
-    recorded from it (a periodic run with nothing to do leaves no row) and none is going."""
-    if not tick:
-        return None
-    if (last_started and last_started >= tick) or (running_since and running_since >= tick):
-        return None
-    return tick
-
-
-def _last_runs(conn) -> dict[str, dict]:
-    newest = (
-        sa.select(task_runs.c.job, sa.func.max(task_runs.c.started_at).label("started_at"))
-        .where(task_runs.c.status != "running")
-        .group_by(task_runs.c.job)
-        .subquery()
-    )
-    rows = conn.execute(
-        sa.select(task_runs).join(
-            newest, sa.and_(task_runs.c.job == newest.c.job, task_runs.c.started_at == newest.c.started_at)
-        )
-    ).mappings()
-    return {row["job"]: dict(row) for row in rows}
-
-
 def collect(settings) -> dict:
     require_existing(sqlite_path(settings.database_url))  # status never creates a database
     engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
@@ -78,32 +42,13 @@ def collect(settings) -> dict:
         revision = migration_status(engine)
         queue, _ = build_queue(settings, context=ctx, create=False)
         now = time.time()
-        jobs = []
         sections = {}
+        selection = settings.jobs
+        enabled = {job.name for job in queue.jobs.values() if selection.allows(job.name)}
         with engine.connect() as conn:
             have_tables = revision.current is not None and not revision.pending
-            last = _last_runs(conn) if have_tables else {}
-            running = _running_since(conn) if have_tables else {}
-            ticks = (
-                {r.job: r.last_tick for r in conn.execute(sa.select(job_schedule))} if have_tables else {}
-            )
-        selection = settings.jobs
+            jobs = periodic_jobs(conn if have_tables else None, queue.jobs.values(), enabled, now)
         for job in queue.jobs.values():
-            if job.every:
-                run = last.get(job.name, {})
-                tick = ticks.get(job.name)
-                enabled = selection.allows(job.name)
-                jobs.append({
-                    "job": job.name,
-                    "every_s": job.every,
-                    "enabled": enabled,
-                    "last_started_at": run.get("started_at"),
-                    "last_status": run.get("status"),
-                    "last_duration_ms": run.get("duration_ms"),
-                    "last_error": run.get("error"),
-                    "last_idle_at": _last_idle(tick, run.get("started_at"), running.get(job.name)),
-                    "next_run_at": (max(now, tick + job.every) if tick else now) if enabled else None,
-                })
             if job.status and have_tables:
                 sections[job.name] = dict(job.status(ctx))
         return {

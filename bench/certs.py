@@ -1,4 +1,3 @@
-# ruff: noqa: E402
 """Benchmark: N certificates through ACME DNS-01, this project's worker vs Debian's lego.
 
 Both run against the same Pebble and BIND 9 (started here on loopback): the worker's
@@ -24,18 +23,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "certs"))  # the Pebble and BIND fixtures
-
-from certs_support import SECRET, add_provider, add_route
-from servers import TSIG_NAME, start_bind, start_pebble
-
 from db.engine import create_engine
 from db.migrate import upgrade
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.settings import CertSettings
 from tasks.certs.sweep import run_sweep
 from tasks.certs.sync import sync_certificates
+from tests.toolkit.factories import SECRET, add_provider, add_route
+from tests.toolkit.servers.bind import TSIG_NAME, start_bind
+from tests.toolkit.servers.pebble import start_pebble  # the tests' Pebble and BIND
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def lego_run(lego: str, env: dict, directory: str, resolver_port: int, path: Path, domain: str) -> float:

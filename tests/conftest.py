@@ -1,11 +1,11 @@
-"""Shared fixtures: real SQLite files in temporary directories, and a fresh PostgreSQL
-schema per test when PROXYOS_TEST_DATABASE_URL names a server."""
+"""Shared fixtures: real SQLite files in temporary directories, a fresh PostgreSQL
+schema per test when PROXYOS_TEST_DATABASE_URL names a server, the worker's environment
+and command line, an HTTP upstream on loopback. What they use is in tests/toolkit."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import settings
 
-from db.engine import create_engine
-from db.migrate import upgrade
-
-from support import run_cli  # noqa: F401  (re-exported for tests)
+from tests.toolkit.databases import migrated, postgres_schema
+from tests.toolkit.processes import run_cli
+from tests.toolkit.servers import serving
+from tests.toolkit.servers.upstreams import HttpUpstream, start_http_upstream
 
 # Property tests: in CI the same examples every run (each test's own budget), so a run
 # fails only on a change; HYPOTHESIS_PROFILE=fuzz draws new ones each run, to look further.
@@ -39,15 +39,8 @@ def postgres_url() -> Iterator[str]:
     """A URL whose connections live in a new, empty schema, dropped afterwards."""
     if not PG_URL:
         pytest.skip("PROXYOS_TEST_DATABASE_URL is not set")
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    with postgres_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -57,23 +50,18 @@ def any_url(request) -> str:
     return request.getfixturevalue(name)
 
 
-def _migrated(url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[sa.Engine]:
     """A migrated SQLite database in a temporary file."""
-    yield from _migrated(sqlite_url)
+    with migrated(sqlite_url) as engine:
+        yield engine
 
 
 @pytest.fixture
 def any_engine(any_url: str) -> Iterator[sa.Engine]:
     """A migrated database: SQLite, then PostgreSQL when configured."""
-    yield from _migrated(any_url)
+    with migrated(any_url) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -93,6 +81,12 @@ def worker_env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
 def cli():
     """`cli(args, env)` runs `proxyos-worker ARGS` in a new process."""
     return run_cli
+
+
+@pytest.fixture
+def upstream() -> Iterator[HttpUpstream]:
+    """An HTTP server on loopback answering as its query string says (200 `ok` by default)."""
+    yield from serving(start_http_upstream())
 
 
 @pytest.fixture

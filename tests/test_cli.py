@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.toolkit.processes import run_cli
 from workers.cli import build_parser
-
-from support import run_cli
 
 
 def _commands() -> list[list[str]]:

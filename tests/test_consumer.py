@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -14,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine
+from tests.toolkit.processes import run_cli, wait_until
+from tests.toolkit.snapshots import file_mode
 from workers import config
 from workers.consumer import GracefulConsumer
 from workers.queue import JobQueue, build_huey
 from workers.registry import Job, JobContext
-
-from support import run_cli, wait_until
 
 REDIS_URL = os.environ.get("PROXYOS_TEST_REDIS_URL")
 
@@ -72,7 +71,7 @@ def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env
     assert worker.returncode == 0, log.read()
     if queue_env["PROXYOS_QUEUE_URL"].startswith("sqlite:///"):
         queue_file = Path(queue_env["PROXYOS_QUEUE_URL"].removeprefix("sqlite:///"))
-        assert stat.S_IMODE(queue_file.stat().st_mode) == 0o600
+        assert file_mode(queue_file) == 0o600
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

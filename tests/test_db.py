@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -15,8 +14,9 @@ import sqlalchemy as sa
 from db.engine import WAL_SIZE_LIMIT_BYTES, create_engine, write_transaction
 from db.errors import DatabaseProblem
 from db.maintenance import backup, file_problems, integrity_problems, restore
-
-from support import run_cli
+from tests.toolkit.factories import add_route
+from tests.toolkit.processes import run_cli
+from tests.toolkit.snapshots import file_mode
 
 
 def _path(url: str) -> Path:
@@ -79,9 +79,7 @@ def test_ddl_is_transactional_on_sqlite(engine):
 
 def test_foreign_keys_cascade(engine):
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO routes (id, name, domain, upstream_type, upstreams, created_at, updated_at)"
-            " VALUES ('r', 'n', 'd.example', 'http', '[]', 1, 1)"))
+        add_route(conn, "d.example", id="r", name="n", upstreams="[]", created_at=1)
         conn.execute(sa.text(
             "INSERT INTO health_checks (id, route_id, checked_at, overall_status) VALUES ('h', 'r', 1, 'healthy')"))
         conn.execute(sa.text("DELETE FROM routes WHERE id = 'r'"))
@@ -205,7 +203,7 @@ def test_backup_is_consistent_while_another_process_writes(engine, sqlite_url, t
         writer_engine.dispose()
     for copy in copies:
         assert file_problems(copy) == []
-        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        assert file_mode(copy) == 0o600
         conn = sqlite3.connect(copy)
         count = conn.execute("SELECT count(*) FROM access_log").fetchone()[0]
         conn.close()

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 
 from db.engine import create_engine
 from db.schema import job_schedule
+from tests.toolkit.jobs import job_runs
+from tests.toolkit.processes import run_cli, wait_until
 from workers import config
 from workers.job_selection import enabled_jobs, parse
 from workers.registry import discover
 from workers.scheduler import PeriodicScheduler
-
-from support import job_runs, run_cli, wait_until
 
 HEALTH = {"health", "health-dispatch", "health-batch"}
 TRAFFIC = {"ingest", "aggregate", "prune"}

@@ -21,13 +21,13 @@ import sqlalchemy as sa
 
 from db.engine import write_transaction
 from db.schema import job_leases, task_runs
+from tests.toolkit.jobs import job_context
+from tests.toolkit.processes import run_cli, wait_until
 from workers import leases
 from workers.leases import acquire_lease, release_dead_leases, renew_lease
 from workers.registry import Job, JobContext
 from workers.runner import lease_owner, run_job
 from workers.scheduler import PeriodicScheduler
-
-from support import job_context, run_cli, wait_until
 
 OTHER_HOST = "otherhost"
 

@@ -16,8 +16,8 @@ from db.engine import create_engine
 from db.migrate import MigrationFailed, status, upgrade
 from db.schema import metadata
 from migrations import manifest
-
-from support import rows, run_cli, schema
+from tests.toolkit.processes import run_cli
+from tests.toolkit.snapshots import rows, schema
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 

@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 
+from tests.toolkit.jobs import job_context, job_runs, run_in_progress
+from tests.toolkit.processes import run_cli, wait_until
 from workers import config
 from workers.leases import acquire_lease, release_lease
 from workers.queue import JobQueue, build_huey, retry_delay
 from workers.registry import Job, JobContext
 from workers.runner import run_job
-
-from support import job_context, job_runs, run_cli, run_in_progress, wait_until
 
 OTHER_HOST = "otherhost:4242/run-1"  # a live holder on another host: not probed, only waited for
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine, write_transaction
-from db.schema import access_log, health_checks, routes, traffic_metrics
+from db.schema import access_log, health_checks, traffic_metrics
 from db.sql import new_id
 from tasks.health.batch import run_batch
 from tasks.health.settings import HealthSettings
@@ -23,11 +20,12 @@ from tasks.health.verdict import CheckResult
 from tasks.other_writers import detect, in_access_log, in_health_checks, in_traffic_metrics
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
+from tests.toolkit.caddy_log import caddy_line
+from tests.toolkit.factories import add_route, ups
+from tests.toolkit.processes import run_cli
 from workers import config
 from workers.other_writers import WriterWatch
 from workers.registry import JobContext
-
-from support import run_cli
 
 ROUTE, DOMAIN = "V1StGXR8_Z5jdHi6B-myT", "app.example.test"
 
@@ -78,19 +76,7 @@ def proxyos_health_check(conn, route_id: str, checked_at: int) -> None:
 
 
 def caddy_entry(ts: float, status: int = 200) -> dict:
-    return {"level": "info", "ts": ts, "logger": "http.log.access.log0", "msg": "handled request",
-            "request": {"remote_ip": "203.0.113.7", "client_ip": "203.0.113.7", "method": "GET",
-                        "host": DOMAIN, "uri": "/", "headers": {"User-Agent": ["curl/8.5.0"]}},
-            "duration": 0.012, "size": 100, "status": status}
-
-
-def add_route(engine, route_id: str = ROUTE, upstream: str = "127.0.0.1:9") -> None:
-    now = int(time.time())
-    with write_transaction(engine) as conn:
-        conn.execute(routes.insert().values(
-            id=route_id, name=route_id, domain=DOMAIN if route_id == ROUTE else f"{route_id.lower()}.test",
-            upstream_type="http", upstreams=json.dumps([{"address": upstream}]), health_check_enabled=1,
-            health_check_interval=30, created_at=now, updated_at=now))
+    return json.loads(caddy_line(DOMAIN, ts, status=status, size=100))
 
 
 def both_write(engine, log_path, entries: list[dict]) -> None:
@@ -107,7 +93,7 @@ def both_write(engine, log_path, entries: list[dict]) -> None:
 def test_the_collector_writing_after_the_workers_took_over_is_seen_and_never_counted(any_engine, tmp_path):
     now = time.time()
     log_path = tmp_path / "access.log"
-    add_route(any_engine)
+    add_route(any_engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     # ProxyOS alone, before the workers: its rows are not another writer's.
     both_write(any_engine, log_path, [caddy_entry(now - 600 + i) for i in range(5)])
     assert ingest(any_engine, log_path)["already_stored"] == 5
@@ -144,35 +130,15 @@ def test_the_collector_writing_after_the_workers_took_over_is_seen_and_never_cou
 
 def test_without_a_first_ingest_proxyos_writing_alone_is_no_conflict(any_engine, tmp_path):
     now = time.time()
-    add_route(any_engine)
+    add_route(any_engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     both_write(any_engine, tmp_path / "access.log", [caddy_entry(now - 60)])
     assert detect(any_engine, ["access_log", "traffic_metrics"], now) == []
 
 
 # --- health ----------------------------------------------------------------------------
 
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def upstream():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_the_health_checker_is_told_from_the_workers_checks(any_engine, upstream):
-    add_route(any_engine, upstream=upstream)
+    add_route(any_engine, DOMAIN, id=ROUTE, upstreams=ups(upstream.address))
     settings = HealthSettings(timeout=2.0, write_delay=0.05)
     start = int(time.time())
     # Rows written before the workers marked their ids (or ran at all) are not counted.
@@ -198,7 +164,7 @@ def _our_check(engine, at: float) -> None:
 
 
 def test_the_log_warns_at_most_once_an_hour_per_table(engine, sqlite_url, tmp_path, caplog):
-    add_route(engine)
+    add_route(engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     t = time.time()
     clock = [t]
     watch = WriterWatch(clock=lambda: clock[0])
@@ -221,7 +187,7 @@ def test_the_log_warns_at_most_once_an_hour_per_table(engine, sqlite_url, tmp_pa
 
 
 def test_a_table_whose_jobs_are_disabled_is_not_watched(engine, sqlite_url, tmp_path, caplog):
-    add_route(engine)
+    add_route(engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     t = time.time()
     _our_check(engine, t - 5)
     with write_transaction(engine) as conn:
@@ -242,7 +208,7 @@ def test_a_table_whose_jobs_are_disabled_is_not_watched(engine, sqlite_url, tmp_
 def test_status_names_the_other_writer_and_what_to_set(worker_env, sqlite_url):
     assert run_cli(["migrate"], worker_env).returncode == 0
     engine = create_engine(sqlite_url)
-    add_route(engine)
+    add_route(engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     t = time.time()
     _our_check(engine, t - 5)
     with write_transaction(engine) as conn:
@@ -262,7 +228,7 @@ def test_status_names_the_other_writer_and_what_to_set(worker_env, sqlite_url):
 
 def test_detection_reads_the_tables_through_their_indexes(engine, tmp_path):
     """EXPLAIN QUERY PLAN of every statement the checks run: no full scan of a big table."""
-    add_route(engine)
+    add_route(engine, DOMAIN, id=ROUTE, upstreams=ups("127.0.0.1:9"))
     t = time.time()
     both_write(engine, tmp_path / "access.log", [caddy_entry(t - 30)])
     ingest(engine, tmp_path / "access.log")

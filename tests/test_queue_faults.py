@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from db.engine import create_engine
-
-from support import run_cli
+from tests.toolkit.processes import free_port, run_cli, wait_until
+from tests.toolkit.servers.redis import start_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_redis(port: int, workdir) -> subprocess.Popen:
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            if client.ping():
-                return server
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    server.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def _ok_runs(url: str, task_id: str) -> bool:
@@ -53,18 +27,17 @@ def _ok_runs(url: str, task_id: str) -> bool:
         engine.dispose()
 
 
-def _wait(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(predicate, timeout=60.0) -> bool:
+    """Whether `predicate` came true in time."""
+    try:
+        return bool(wait_until(predicate, timeout, interval=0.1))
+    except AssertionError:
+        return False
 
 
 def test_consumers_reconnect_after_redis_restarts(worker_env, sqlite_url, tmp_path):
-    port = _free_port()
-    server = _start_redis(port, tmp_path)
+    port = free_port()
+    server = start_redis(port, tmp_path)
     env = dict(worker_env, PROXYOS_QUEUE_URL=f"redis://127.0.0.1:{port}/0")
     assert run_cli(["migrate"], env).returncode == 0
     log = (tmp_path / "worker.log").open("w+")  # a file, not a pipe: a full pipe would block the worker
@@ -79,7 +52,7 @@ def test_consumers_reconnect_after_redis_restarts(worker_env, sqlite_url, tmp_pa
         failed = run_cli(["enqueue", "backup"], env)
         assert failed.returncode == 1  # the queue is down: enqueue says so, in one line
         assert failed.stderr.strip().count("\n") == 0 and "cannot reach the queue" in failed.stderr
-        server = _start_redis(port, tmp_path)
+        server = start_redis(port, tmp_path)
 
         second = run_cli(["enqueue", "backup"], env)
         assert second.returncode == 0, second.stderr

@@ -18,14 +18,14 @@ from huey import MemoryHuey
 from db.engine import create_engine
 from db.schema import job_schedule
 from tasks.outcome import NothingToDo
+from tests.toolkit.jobs import job_runs
+from tests.toolkit.processes import wait_until
 from workers import config, history, logs
 from workers.cli.status import collect
 from workers.queue import ON_DEMAND, JobQueue
 from workers.registry import Job, JobContext
 from workers.runner import run_job
 from workers.scheduler import claim_tick
-
-from support import job_runs, wait_until
 
 
 def idle_job(name: str = "idle-job") -> Job:

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from db.schema import job_leases, task_runs
 from tasks.outcome import Skipped
 from tasks.redaction import remember
+from tests.toolkit.jobs import job_context, job_runs, run_in_progress
+from tests.toolkit.processes import wait_until
 from workers import config
 from workers.leases import acquire_lease, release_lease
 from workers.registry import Job, JobContext, discover
 from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
-
-from support import job_context, job_runs, run_in_progress, wait_until
 
 
 def test_every_outcome_is_recorded(any_engine, any_url, tmp_path):

@@ -11,7 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from dashboard import CA_DIRS
+
+from .dashboard import CA_DIRS
 
 NOT_OWNED = ("NOT COALESCE(source = 'dns01' AND route_id IN "
              "(SELECT id FROM routes WHERE tls_mode = 'dns'), FALSE)")

@@ -8,11 +8,11 @@ import dataclasses
 import logging
 
 import sqlalchemy as sa
-from certs_support import SECRET, add_provider, add_route, store_plaintext_account_key, unique
 
 from db.schema import acme_account_keys, acme_accounts, certificates
 from tasks.certs.credentials import decrypt
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import SECRET, add_plaintext_account_key, add_provider, add_route, unique
 
 
 def _keys(engine) -> list[str]:
@@ -43,7 +43,7 @@ def test_without_a_secret_nothing_is_stored_and_the_job_says_why(engine, setting
 
 
 def test_a_plaintext_key_is_encrypted_once_a_secret_is_set(engine, settings, bind):
-    pem = store_plaintext_account_key(engine, settings)
+    pem = add_plaintext_account_key(engine, settings)
     provider = add_provider(engine, bind.credentials)
     add_route(engine, unique(), provider)
     assert run_sweep(engine, settings).get("issued") == 1
@@ -56,7 +56,7 @@ def test_a_plaintext_key_is_encrypted_once_a_secret_is_set(engine, settings, bin
 
 def test_a_plaintext_key_is_still_used_without_a_secret(engine, settings, bind, caplog):
     plain = dataclasses.replace(settings, secret=None)
-    pem = store_plaintext_account_key(engine, settings)
+    pem = add_plaintext_account_key(engine, settings)
     add_route(engine, unique(), add_provider(engine, bind.credentials, fmt="plain"))
     caplog.set_level(logging.WARNING)
     assert run_sweep(engine, plain).get("issued") == 1

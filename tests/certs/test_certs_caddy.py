@@ -14,8 +14,6 @@ import time
 import pytest
 import requests
 import sqlalchemy as sa
-from caddy_server import dns_policy, proxyos_config, route
-from certs_support import add_provider, add_route, pebble_counts, unique
 from cryptography import x509
 
 from db.schema import cert_deployments, certificates, task_runs
@@ -24,8 +22,10 @@ from tasks.certs.caddy_deploy import deploy_issued, sync_caddy
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.listing import rows, summary
 from tasks.certs.sync import sync_certificates
-
-from support import wait_until
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.processes import wait_until
+from tests.toolkit.servers.caddy import dns_policy, proxyos_config, route
+from tests.toolkit.servers.pebble import pebble_counts
 
 NO_ORDER_WINDOW = 2.0  # Caddy places its order within ~10 ms of a configuration that needs one
 
@@ -497,11 +497,10 @@ def test_skip_certificates_matches_names_exactly(caddy, pebble):
 def test_a_periodic_sync_in_step_leaves_no_run_row(cert_env, engine, settings, bind, caddy, tmp_path):
     """A tick that loads something is recorded; a tick that finds Caddy in step is not
     (a quiet idle), and neither is one without PROXYOS_CADDY_ADMIN_URL."""
+    from tests.toolkit.jobs import job_runs
     from workers import config
     from workers.registry import JobContext, discover
     from workers.runner import run_job
-
-    from support import job_runs
 
     settings = _with_caddy(settings, caddy)
     domain, _route_id, cert_id = _new_route(engine, bind)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-from certs_support import SECRET, add_provider, add_route, unique
 
 from db.engine import create_engine
 from db.migrate import upgrade
 from db.schema import task_runs
-
-from support import run_cli, wait_until
+from tests.toolkit.factories import SECRET, add_provider, add_route, unique
+from tests.toolkit.processes import run_cli, wait_until
 
 
 def _db(env):

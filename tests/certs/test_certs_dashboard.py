@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, pebble_counts, unique
 from cryptography import x509
-from dashboard import list_certificates, sync_from_routes, upload_custom
-from foreign_rows import caddy_certificate, clear_foreign_writes, foreign_writes, install_triggers, snapshot
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
 from db.schema import cert_issuance_log, certificates
-from db.sql import new_id
 from tasks.certs import policy
 from tasks.certs.names import RouteNames, acme_name, group_routes
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_certificate, add_provider, add_route, unique
+from tests.toolkit.processes import run_cli
+from tests.toolkit.servers.pebble import pebble_counts
 
-from support import run_cli
+from .dashboard import list_certificates, sync_from_routes, upload_custom
+from .foreign_rows import caddy_certificate, clear_foreign_writes, foreign_writes, install_triggers, snapshot
 
 DAY = 86400
 
@@ -112,11 +112,9 @@ def test_every_command_on_dashboard_rows(cert_env, bind, pebble, tmp_path):
         conn.execute(sa.text("UPDATE routes SET tls_mode = 'dns', tls_dns_provider_id = :p WHERE domain = :d"),
                      {"p": provider, "d": switched})
     custom_id = upload_custom(engine, unique(), now - 100 * DAY, now - 5 * DAY, now)
-    with write_transaction(engine) as conn:  # a worker row whose route was deleted, expired
-        conn.execute(certificates.insert().values(
-            id=new_id(), domain=unique(), source="dns01", status="active", issued_at=now - 100 * DAY,
-            expires_at=now - DAY, auto_renew=1, last_renewed_at=now - 100 * DAY, route_id="gone",
-            created_at=now, updated_at=now))
+    # a worker row whose route was deleted, expired
+    add_certificate(engine, unique(), status="active", issued_at=now - 100 * DAY, expires_at=now - DAY,
+                    last_renewed_at=now - 100 * DAY, route_id="gone", created_at=now)
     rows = {r.domain: r for r in _rows(engine)}
     assert rows[caddy_had].status == "active" and rows[caddy_had].renew_at is None
     assert rows[capital].status == "provisioning" and rows[capital].names is None
@@ -201,13 +199,9 @@ def test_dashboard_list_is_right_and_stable(any_engine, settings, bind, pebble, 
     with engine.connect() as conn:
         old_route = conn.execute(sa.text("SELECT id FROM routes WHERE domain = :d"),
                                  {"d": old.capitalize()}).scalar()
-    legacy_id = new_id()
-    with write_transaction(engine) as conn:
-        conn.execute(certificates.insert().values(
-            id=legacy_id, domain=old, source="dns01", status="active", issued_at=now - 10 * DAY,
-            expires_at=now + 80 * DAY, renew_at=now + 50 * DAY, last_renewed_at=now - 10 * DAY,
-            names=json.dumps([old]), auto_renew=1, route_id=old_route, failures=0,
-            created_at=now - 10 * DAY, updated_at=now - 10 * DAY))
+    legacy_id = add_certificate(
+        engine, old, status="active", issued_at=now - 10 * DAY, expires_at=now + 80 * DAY, renew_at=now + 50 * DAY,
+        last_renewed_at=now - 10 * DAY, names=json.dumps([old]), route_id=old_route, created_at=now - 10 * DAY)
     with engine.connect() as conn:
         routes = {r.domain: r.tls_mode for r in conn.execute(sa.text("SELECT domain, tls_mode FROM routes"))}
 

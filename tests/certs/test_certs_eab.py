@@ -7,21 +7,21 @@ import logging
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
-from servers import start_pebble
 
 from db.schema import acme_accounts, certificates
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.servers import serving
+from tests.toolkit.servers.pebble import start_pebble
 
 KID, HMAC = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
 @pytest.fixture(scope="module")
 def eab_pebble(tmp_path_factory, bind):
-    server = start_pebble(tmp_path_factory.mktemp("pebble-eab"), bind.resolver_port,
-                          extra={"externalAccountBindingRequired": True, "externalAccountMACKeys": {KID: HMAC}})
-    yield server
-    server.stop()
+    yield from serving(start_pebble(
+        tmp_path_factory.mktemp("pebble-eab"), bind.resolver_port,
+        extra={"externalAccountBindingRequired": True, "externalAccountMACKeys": {KID: HMAC}}))
 
 
 def test_eab_required_and_given(engine, settings, bind, eab_pebble, caplog):

@@ -12,7 +12,6 @@ import random
 
 import pytest
 import sqlalchemy as sa
-from certs_support import SECRET, add_provider, add_route, unique
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -25,6 +24,7 @@ from tasks.certs.errors import ConfigurationError
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.sweep import run_sweep
 from tasks.certs.sync import route_names, sync_certificates
+from tests.toolkit.factories import SECRET, add_provider, add_route, unique
 
 
 def _proxyos_v2(plaintext: str, secret: str) -> str:
@@ -104,7 +104,7 @@ def test_unusable_provider_rows_are_recorded(engine, settings, credentials, type
 
 
 def test_missing_provider_and_missing_zone(engine, settings, bind):
-    add_route(engine, no_provider := unique(), None)
+    add_route(engine, no_provider := unique(), None, tls_mode="dns")
     add_route(engine, ghost := unique("nowhere.invalid"), add_provider(engine, bind.credentials))
     run_sweep(engine, settings)
     assert "has no DNS provider" in _cert(engine, no_provider).last_error

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from certs_support import SECRET, add_provider, add_route, unique
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -38,6 +37,8 @@ from tasks.certs.policy import due_reason
 from tasks.certs.settings import CertSettings
 from tasks.certs.sweep import run_sweep
 from tasks.certs.sync import plan, sync_certificates
+from tests.toolkit.certs import cert_settings
+from tests.toolkit.factories import SECRET, add_certificate, add_provider, add_route, unique
 
 EXAMPLES = int(os.environ.get("PROXYOS_FUZZ_EXAMPLES", "0"))
 SEED = os.environ.get("PROXYOS_FUZZ_SEED")
@@ -186,17 +187,14 @@ def _insert_hostile(engine, specs, good_provider: str) -> list[str]:
         else:
             provider_id = add_provider(engine, _clean(provider[1], postgres), type_=provider[0], fmt="raw",
                                        name="hostile")
-        route_id = add_route(engine, unique(), provider_id)
+        route_id = add_route(engine, unique(), provider_id, tls_mode="dns")
         with write_transaction(engine) as conn:
             conn.execute(sa.text("UPDATE routes SET domain = :d, aliases = :a WHERE id = :id"),
                          {"d": domain, "a": _clean(spec["aliases"], postgres), "id": route_id})
         if spec["row"] is not None:
             values = {k: _clean(v, postgres) for k, v in spec["row"].items()}
-            cert_id = new_id()
             with write_transaction(engine) as conn:
-                conn.execute(certificates.insert().values(
-                    id=cert_id, domain=domain, source="dns01", status="provisioning", auto_renew=1,
-                    route_id=route_id, created_at=1, updated_at=1, failures=0))
+                cert_id = add_certificate(conn, domain, route_id=route_id, created_at=1)
                 sets = ", ".join(f"{column} = :{column}" for column in values)
                 conn.execute(sa.text(f"UPDATE certificates SET {sets} WHERE id = :id"), {"id": cert_id, **values})
         route_ids.append(route_id)
@@ -233,12 +231,8 @@ def fuzz_settings(tmp_path, bind, pebble) -> CertSettings:
     hostile credential must never make the test talk to the internet."""
     from tasks.certs import providers
 
-    return CertSettings(
-        directory=pebble.directory, email="fuzz@example.test", ca_bundle=str(pebble.ca_bundle),
-        cert_dir=tmp_path / "certs", resolvers=(("127.0.0.1", bind.port),), nameserver_port=bind.port,
-        secret=SECRET, propagation_timeout=5.0, order_timeout=30.0, lease_seconds=60.0,
-        api_urls={kind: "http://127.0.0.1:9" for kind in providers.types()},
-    )
+    return cert_settings(tmp_path / "certs", bind, pebble, email="fuzz@example.test", propagation_timeout=5.0,
+                         order_timeout=30.0, api_urls={kind: "http://127.0.0.1:9" for kind in providers.types()})
 
 
 def test_routes_and_aliases_never_stop_sync(any_engine, bind):

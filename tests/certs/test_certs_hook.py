@@ -13,8 +13,7 @@ import pytest
 
 from tasks.certs import hook
 from tasks.certs.hook import run_deploy_hook
-
-from support import wait_until
+from tests.toolkit.processes import wait_until
 
 FORBIDDEN = ("PROXYOS_DATABASE_URL", "PROXYOS_QUEUE_URL", "PROXYOS_SECRET", "PROXYOS_ACME_EAB_HMAC_KEY",
              "PGPASSWORD", "PGUSER", "DATABASE_URL", "REDIS_URL", "PROXYOS_TEST_DATABASE_URL")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from certs_support import SECRET, add_provider, add_route, unique
 
 from db.engine import create_engine, write_transaction
 from db.schema import certificates, routes
 from db.sql import new_id
 from tasks.certs.credentials import encrypt
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import SECRET, add_certificate, add_provider, add_route, unique
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -83,11 +83,8 @@ def test_odd_values_sqlite_lets_in(engine, settings, bind):
 
 def test_listing_shows_odd_rows(engine, worker_env, cli):
     """`proxyos-worker certs` and `status` on rows holding text, bytes and far-off times."""
-    route_id = add_route(engine, domain := unique(), None)
-    with write_transaction(engine) as conn:
-        conn.execute(certificates.insert().values(
-            id=new_id(), domain=domain, source="dns01", status="error", auto_renew=1, route_id=route_id,
-            created_at=1, updated_at=1, failures=0))
+    route_id = add_route(engine, domain := unique(), None, tls_mode="dns")
+    add_certificate(engine, domain, route_id=route_id, status="error", created_at=1)
     _raw(engine, "UPDATE certificates SET expires_at = 'soon', next_attempt_at = :b, renew_at = :far, "
          "lease_expires_at = 'never', last_error = :b", b=b"\xff\x00", far=2**62)
     for args in (["certs"], ["certs", "--json"], ["status", "--json"]):
@@ -108,11 +105,7 @@ def test_hostile_certificate_rows_are_recorded_or_processed(engine, settings, bi
     )}
     for domain, values in hostile.items():
         route_id = add_route(engine, domain, provider)
-        cert_id = new_id()
-        with write_transaction(engine) as conn:
-            conn.execute(certificates.insert().values(
-                id=cert_id, domain=domain, source="dns01", status="provisioning", auto_renew=1,
-                route_id=route_id, created_at=1, updated_at=1, failures=0))
+        cert_id = add_certificate(engine, domain, route_id=route_id, created_at=1)
         sets = ", ".join(f"{column} = :{column}" for column in values)
         _raw(engine, f"UPDATE certificates SET {sets} WHERE id = :id", id=cert_id, **values)
     summary = run_sweep(engine, settings)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import stat
 
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
 from cryptography import x509
 
 from db.schema import audit_log, cert_dns_records, cert_issuance_log, certificates
 from tasks.certs.issue import Sessions, issue_certificate
 from tasks.certs.sync import sync_certificates
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.snapshots import file_mode
 
 
 def _cert(engine, domain):
@@ -39,7 +39,7 @@ def test_one_name_issued_files_rows_audit_and_cleanup(engine, settings, bind):
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert sans == [domain]
     key_path = settings.cert_dir / domain / "privkey.pem"
-    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert file_mode(key_path) == 0o600
     assert b"PRIVATE KEY" in key_path.read_bytes()
     assert len(x509.load_pem_x509_certificates(chain)) >= 2  # leaf + intermediate
     with engine.connect() as conn:

@@ -15,14 +15,14 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
 from cryptography import x509
-from servers import AriProxy
 
 from db.engine import create_engine, write_transaction
 from db.schema import audit_log, cert_dns_records, cert_issuance_log, certificates, task_runs
 from db.sql import new_id
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.servers.pebble import AriProxy
 
 
 def _row(engine, domain):

@@ -8,7 +8,6 @@ import secrets
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -16,6 +15,7 @@ from db.schema import cert_issuance_log, certificates
 from tasks.certs.keys import make_csr, new_private_key
 from tasks.certs.names import acme_name
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route
 
 
 def _row(engine, domain):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from certs_support import add_provider, add_route, unique
-from servers import start_pebble
 
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.servers import serving
+from tests.toolkit.servers.pebble import start_pebble
 
 
 @pytest.fixture(scope="module")
 def grumpy_pebble(tmp_path_factory, bind):
-    server = start_pebble(tmp_path_factory.mktemp("pebble-nonce"), bind.resolver_port,
-                          env={"PEBBLE_WFE_NONCEREJECT": "40"})
-    yield server
-    server.stop()
+    yield from serving(start_pebble(tmp_path_factory.mktemp("pebble-nonce"), bind.resolver_port,
+                                    env={"PEBBLE_WFE_NONCEREJECT": "40"}))
 
 
 def test_bad_nonces_are_retried(engine, settings, bind, grumpy_pebble):

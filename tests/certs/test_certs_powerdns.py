@@ -8,11 +8,11 @@ import dataclasses
 import dns.message
 import dns.query
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
 from cryptography import x509
 
 from db.schema import certificates
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route, unique
 
 # The worker's look-ups go to PowerDNS itself, not through the CA's resolver: a real CA's
 # resolver is not shared with the worker, and sharing it here would let the worker's early

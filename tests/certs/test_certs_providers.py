@@ -7,20 +7,19 @@ import datetime
 import logging
 
 import pytest
-from provider_apis import VALID, ZONE, Api
 
 from tasks.certs import providers
 from tasks.certs.errors import ConfigurationError, ProviderError
 from tasks.certs.providers.route53 import sigv4_headers
+from tests.toolkit.servers import serving
+from tests.toolkit.servers.provider_apis import VALID, ZONE, Api, start_provider_apis
 
 KINDS = ["cloudflare", "digitalocean", "porkbun", "godaddy", "route53", "powerdns"]
 
 
 @pytest.fixture(scope="module")
 def api():
-    server = Api()
-    yield server
-    server.stop()
+    yield from serving(start_provider_apis())
 
 
 def make(api: Api, kind: str, **override):

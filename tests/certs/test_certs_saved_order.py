@@ -6,13 +6,11 @@ like SIGKILL, nothing after it runs and no handler records anything."""
 from __future__ import annotations
 
 import json
-import stat
 import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, pebble_counts, store_plaintext_account_key, unique
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -26,6 +24,9 @@ from tasks.certs.order import OrderFlow
 from tasks.certs.propagation import Checker
 from tasks.certs.saved_order import OrderStore
 from tasks.certs.sync import sync_certificates
+from tests.toolkit.factories import add_plaintext_account_key, add_provider, add_route, unique
+from tests.toolkit.servers.pebble import pebble_counts
+from tests.toolkit.snapshots import file_mode
 
 
 class Crash(BaseException):
@@ -111,7 +112,7 @@ def test_a_crash_is_continued_with_the_same_order(point, any_engine, settings, b
     assert logged == [domain]
     assert _saved(any_engine) == []
     leaf, key_path = _leaf_and_key(settings, domain)
-    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert file_mode(key_path) == 0o600
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert _public(key) == leaf.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -133,7 +134,7 @@ def test_without_a_secret_the_key_waits_in_a_0600_file(engine, settings, bind, p
     import dataclasses
 
     plain = dataclasses.replace(settings, secret=None)
-    store_plaintext_account_key(engine, plain)  # an earlier version's: the only way to work without a secret
+    add_plaintext_account_key(engine, plain)  # an earlier version's: the only way to work without a secret
     domain = unique()
     cert_id = _new_certificate(engine, bind, domain, fmt="plain")
     before = pebble_counts(pebble)
@@ -142,7 +143,7 @@ def test_without_a_secret_the_key_waits_in_a_0600_file(engine, settings, bind, p
     assert saved.key_pem is None
     key_file = Path(saved.key_file)
     assert key_file.parent == plain.cert_dir / ".orders"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert file_mode(key_file) == 0o600
     assert b"PRIVATE KEY" in key_file.read_bytes()
 
     assert _attempt(engine, plain, cert_id).result == "issued"

@@ -10,17 +10,17 @@ import urllib.parse
 
 import pytest
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
 
 from db.engine import create_engine
 from db.migrate import upgrade
 from db.schema import audit_log, certificates, task_runs
 from tasks.redaction import MASK, redact, remember
+from tests.toolkit.factories import add_provider, add_route, unique
+from tests.toolkit.jobs import job_context
+from tests.toolkit.processes import run_cli
 from workers import logs
 from workers.registry import Job
 from workers.runner import run_job
-
-from support import job_context, run_cli
 
 HOSTILE = [
     'pässwörd-"quoted"-\\back\\slash',
@@ -150,9 +150,8 @@ def _key_forms(pem: str) -> list[str]:
 def test_private_key_goes_only_to_caddy(cert_env, engine, bind, caddy, tmp_path):
     """Deploying to Caddy (loaded, refused, unreachable): the certificate's private key
     is in no log line (JSON, debug), output, task_runs, audit row or recorded error."""
-    from servers import free_port
-
     from db.schema import cert_deployments
+    from tests.toolkit.processes import free_port
 
     env = dict(cert_env, PROXYOS_CADDY_ADMIN_URL=caddy.admin_url, PROXYOS_LOG_FORMAT="json", LOG_LEVEL="debug")
     provider = add_provider(engine, bind.credentials)

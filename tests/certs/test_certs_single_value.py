@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from certs_support import add_provider, add_route, unique
 
 from db.schema import certificates
 from tasks.certs import providers
 from tasks.certs.providers.rfc2136 import RFC2136
 from tasks.certs.sweep import run_sweep
+from tests.toolkit.factories import add_provider, add_route, unique
 
 
 class OneValueAtATime(RFC2136):

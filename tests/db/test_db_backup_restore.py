@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from db_helpers import fill, fingerprint, mode
 
 from db.engine import create_engine
 from db.errors import DatabaseProblem
 from db.maintenance import backup, file_problems, restore
 from tasks.backup import backup_database
-
-from support import run_cli, wait_until
+from tests.toolkit.databases import add_watched_rows
+from tests.toolkit.processes import run_cli, wait_until
+from tests.toolkit.snapshots import file_mode, fingerprint
 
 
 def _path(url: str) -> Path:
@@ -27,7 +27,7 @@ def _path(url: str) -> Path:
 
 @pytest.fixture
 def live(engine, sqlite_url) -> Path:
-    fill(engine)
+    add_watched_rows(engine)
     return _path(sqlite_url)
 
 
@@ -68,7 +68,7 @@ def test_an_existing_file_is_replaced_only_with_force(engine, live, tmp_path):
         backup(engine, precious)
     assert precious.read_text() == "not mine to overwrite"
     backup(engine, precious, force=True)
-    assert file_problems(precious) == [] and mode(precious) == 0o600
+    assert file_problems(precious) == [] and file_mode(precious) == 0o600
 
 
 def test_the_backup_job_never_prunes_the_live_database(tmp_path):
@@ -100,13 +100,13 @@ def test_a_backup_is_private_while_it_is_written(engine, live, tmp_path, private
     try:
         partial = wait_until(lambda: next((tmp_path / "out").glob(".*partial"), None) if (tmp_path / "out").exists()
                              else None, timeout=30, what="the backup's file in progress")
-        assert mode(partial) == 0o600
+        assert file_mode(partial) == 0o600
     finally:
         holder.execute("COMMIT")
         holder.close()
         thread.join()
         waiting.dispose()
-    assert mode(done["path"]) == 0o600 and file_problems(done["path"]) == []
+    assert file_mode(done["path"]) == 0o600 and file_problems(done["path"]) == []
 
 
 def _not_a_database(path: Path) -> None:
@@ -151,7 +151,7 @@ def test_restore_refuses_the_live_database_itself_and_keeps_the_mode(live, engin
         restore(live, live)
     os.chmod(live, 0o640)
     restore(live, saved)
-    assert mode(live) == 0o640
+    assert file_mode(live) == 0o640
 
 
 def test_a_database_restored_where_there_was_none_is_private(tmp_path, engine, live, private_umask):
@@ -159,7 +159,7 @@ def test_a_database_restored_where_there_was_none_is_private(tmp_path, engine, l
     target = tmp_path / "new" / "proxyos.db"
     target.parent.mkdir()
     assert restore(target, saved) is None
-    assert mode(target) == 0o600
+    assert file_mode(target) == 0o600
     with sqlite3.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM routes").fetchone() == (2,)
 

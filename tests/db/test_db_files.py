@@ -8,15 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
-from db_helpers import mode
 
 from db.engine import create_engine, write_transaction
 from db.errors import DatabaseProblem
 from db.query import run_query
+from tests.toolkit.processes import run_cli
+from tests.toolkit.snapshots import file_mode
 from workers import config
 from workers.config import ConfigError
-
-from support import run_cli
 
 
 def _write(url: str) -> None:
@@ -33,7 +32,7 @@ def test_a_new_database_and_its_wal_files_are_private(tmp_path, private_umask):
     with write_transaction(engine) as conn:
         conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
         for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            assert mode(name) == 0o600, name
+            assert file_mode(name) == 0o600, name
     engine.dispose()
 
 
@@ -42,7 +41,7 @@ def test_an_existing_database_keeps_its_mode(tmp_path, private_umask):
     _write(f"sqlite:///{path}")
     os.chmod(path, 0o640)
     _write(f"sqlite:///{path}")
-    assert mode(path) == 0o640
+    assert file_mode(path) == 0o640
 
 
 def test_db_check_warns_when_every_user_may_read_the_database(worker_env, sqlite_url):

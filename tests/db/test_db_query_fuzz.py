@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from db_helpers import fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db.engine import create_engine
 from db.errors import DatabaseProblem
 from db.query import run_query
+from tests.toolkit.snapshots import fingerprint
 
 FRAGMENTS = [
     "SELECT", "*", "1", "FROM routes", "WHERE id = 'r1'", ";", "DELETE FROM routes", "UPDATE routes SET name = 'x'",

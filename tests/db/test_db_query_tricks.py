@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from db_helpers import fingerprint
 
 from db.engine import create_engine
 from db.errors import DatabaseProblem
 from db.query import run_query
-
-from support import run_cli
+from tests.toolkit.processes import run_cli
+from tests.toolkit.snapshots import fingerprint
 
 NEW_ROUTE = "INSERT INTO routes (id, name, domain, upstream_type, upstreams, created_at, updated_at)" \
     " VALUES ('x', 'x', 'x.example', 'http', '[]', 1, 1)"

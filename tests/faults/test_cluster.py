@@ -12,13 +12,11 @@ cert_issuance_log agree); traffic totals equal a recount of the raw log. The fig
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -26,20 +24,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fault_servers import add_rfc2136_provider, cert_env, fault_bind, fault_pebble, new_secret, pebble_counts  # noqa: F401
-from redis_support import fresh_redis_url
-from traffic_check import check_traffic
 
 from db.engine import create_engine, write_transaction
-from db.schema import routes
-from db.sql import new_id
 from tasks.health.schedule import phase
+from tests.toolkit.caddy_log import caddy_line
+from tests.toolkit.certs import cert_env_for
+from tests.toolkit.factories import add_provider, add_route, new_secret, ups
+from tests.toolkit.processes import Consumer, run_cli, wait_until
+from tests.toolkit.servers.pebble import pebble_counts
+from tests.toolkit.servers.redis import fresh_redis_url
+from tests.toolkit.servers.upstreams import start_upstream_process
+from tests.toolkit.traffic import check_traffic
 from workers.config import load
 from workers.consumer import build_queue
-
-from caddy_log import caddy_line
-from processes import Consumer, free_port, wait_until
-from support import run_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -50,26 +47,6 @@ WINDOW = 4 * INTERVAL  # the measured window
 AFTER_KILL = 40  # seconds the two survivors run on alone (past the 30 s lease of a killed ingest)
 LINES_PER_SECOND = 400
 TICK = re.compile(r"enqueued (\S+) for tick (\d+) \(task (\S+)\)")
-
-
-class Upstream:
-    """`python -m http.server` on a loopback port: 200 for GET /."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "-d", str(folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def listening() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_until(listening, timeout=30, what="an upstream HTTP server")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 class LiveLog:
@@ -88,8 +65,7 @@ class LiveLog:
                 now = time.time()
                 for _ in range(LINES_PER_SECOND // 10):
                     log.write(caddy_line(self.rng.choice(self.hosts), now, status=self.rng.choice((200, 200, 404, 503)),
-                                         latency_s=self.rng.uniform(0.001, 0.3), size=self.rng.randrange(100, 9000))
-                              + "\n")
+                                         duration=self.rng.uniform(0.001, 0.3), size=self.rng.randrange(100, 9000)))
                     self.lines += 1
                 log.flush()
 
@@ -99,24 +75,15 @@ class LiveLog:
 
 
 def _add_routes(engine, upstream_ports: list[int], provider_id: str) -> tuple[list[str], list[str], list[str]]:
-    now = int(time.time())
-    health, hosts = [], []
-    rows = []
-    for i in range(HEALTH_ROUTES):
-        route_id = new_id()
-        health.append(route_id)
-        hosts.append(f"r{i}.cluster.test")
-        rows.append(dict(id=route_id, name=f"r{i}", domain=hosts[-1], upstream_type="http",
-                         upstreams=json.dumps([{"address": f"127.0.0.1:{upstream_ports[i % len(upstream_ports)]}"}]),
-                         tls_mode="off", health_check_enabled=1, health_check_interval=INTERVAL,
-                         created_at=now, updated_at=now))
+    hosts = [f"r{i}.cluster.test" for i in range(HEALTH_ROUTES)]
     domains = [f"c{secrets.token_hex(4)}.example.test" for _ in range(CERTS)]
-    cert_rows = [dict(id=new_id(), name=d, domain=d, upstream_type="http", upstreams='[{"address": "127.0.0.1:9"}]',
-                  tls_mode="dns", tls_dns_provider_id=provider_id, health_check_enabled=0,
-                  health_check_interval=INTERVAL, created_at=now, updated_at=now) for d in domains]
-    with write_transaction(engine) as conn:  # two statements: an executemany takes the first row's keys
-        conn.execute(routes.insert(), rows)
-        conn.execute(routes.insert(), cert_rows)
+    with write_transaction(engine) as conn:
+        health = [add_route(conn, host, name=f"r{i}", tls_mode="off", health_check_enabled=1,
+                            health_check_interval=INTERVAL, upstreams=ups(f"127.0.0.1:{port}"))
+                  for i, (host, port) in enumerate(zip(hosts, itertools.cycle(upstream_ports)))]
+        for domain in domains:
+            add_route(conn, domain, provider_id, name=domain, upstreams=ups("127.0.0.1:9"), health_check_enabled=0,
+                      health_check_interval=INTERVAL)
     return health, hosts, domains
 
 
@@ -180,10 +147,11 @@ def _holder(engine, consumers: list[Consumer], rng: random.Random) -> tuple[int,
     return rng.randrange(len(consumers)), None
 
 
-def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_path, fault_bind, fault_pebble):  # noqa: F811
+def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_path, fault_bind, fault_pebble):
     seed = secrets.randbelow(2**31)
     print(f"\ncluster test: seed {seed}")
-    env = cert_env(worker_env, fault_bind, fault_pebble, tmp_path / "certs", new_secret())
+    env = cert_env_for(worker_env, fault_bind, fault_pebble, tmp_path / "certs", new_secret(),
+                       propagation_timeout=30)
     log_file = tmp_path / "access.log"
     env.update(PROXYOS_DATABASE_URL=postgres_url, PROXYOS_QUEUE_URL=fresh_redis_url(13), LOG_LEVEL="debug",
                PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_HEALTH_TIMEOUT="3", PROXYOS_CERT_LEASE_SECONDS="30",
@@ -191,10 +159,10 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
     migrated = run_cli(["migrate"], env)  # the Procfile's release step
     assert migrated.returncode == 0, migrated.stderr
     engine = create_engine(postgres_url)
-    provider = add_rfc2136_provider(engine, fault_bind, env["PROXYOS_SECRET"])
+    provider = add_provider(engine, fault_bind.credentials, secret=env["PROXYOS_SECRET"])
     served = tmp_path / "www"
     served.mkdir()
-    upstreams = [Upstream(served) for _ in range(2)]
+    upstreams = [start_upstream_process(served) for _ in range(2)]
     health_ids, hosts, domains = _add_routes(engine, [u.port for u in upstreams], provider)
     log_file.touch()
     live = LiveLog(log_file, hosts, seed)

@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from db.engine import create_engine
+from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
-
-from caddy_log import caddy_line
-from support import run_cli
+from tests.toolkit.caddy_log import caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.processes import run_cli
 
 ROUTES = 500
 NEW_LINES = 150_000
@@ -29,16 +29,16 @@ WRITER = Path(__file__).with_name("dashboard_writer.py")
 def _prepare(db_file: Path, log_file: Path) -> list[str]:
     engine = create_engine(f"sqlite:///{db_file}")
     upgrade(engine)
-    engine.dispose()
     rng = random.Random(6)
     now = int(time.time())
     route_ids = [f"route{i:05d}-dashboardxx"[:21] for i in range(ROUTES)]
+    with write_transaction(engine) as conn:
+        for i, route_id in enumerate(route_ids):
+            add_route(conn, f"r{i}.example.test", id=route_id, name=f"r{i}", upstreams="[]", health_check_enabled=0,
+                      created_at=now)
+    engine.dispose()
     conn = sqlite3.connect(db_file, isolation_level=None)
     conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO routes (id, name, domain, upstream_type, upstreams, health_check_enabled, created_at,"
-        " updated_at) VALUES (?, ?, ?, 'http', '[]', 0, ?, ?)",
-        [(rid, f"r{i}", f"r{i}.example.test", now, now) for i, rid in enumerate(route_ids)])
     old = now - 10 * 86400  # older than the 7-day access_log retention; counted by ProxyOS (no seq)
     conn.executemany(
         "INSERT INTO access_log (id, route_id, method, path, status_code, latency_ms, bytes_out, recorded_at)"
@@ -56,7 +56,7 @@ def _prepare(db_file: Path, log_file: Path) -> list[str]:
             route = min(int(rng.paretovariate(1.2)) - 1, ROUTES - 1)
             status = rng.choices((200, 301, 404, 503), (90, 4, 5, 1))[0]
             log.write(caddy_line(f"r{route}.example.test", start + i * 3600 / NEW_LINES, status=status,
-                                 latency_s=rng.lognormvariate(-4, 1), size=rng.randint(200, 90_000)) + "\n")
+                                 duration=rng.lognormvariate(-4, 1), size=rng.randint(200, 90_000)))
     return route_ids
 
 

@@ -11,10 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine
-
-from caddy_log import append_lines
-from processes import Consumer, wait_until
-from support import run_cli
+from tests.toolkit.caddy_log import append_lines
+from tests.toolkit.factories import add_route
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 
 
 @pytest.fixture
@@ -45,10 +44,7 @@ def test_ingest_on_a_full_disk_fails_clearly_and_resumes(small_disk, worker_env,
                PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO routes (id, name, domain, upstream_type, upstreams, health_check_enabled,"
-            " created_at, updated_at) VALUES ('r1', 'app', 'app.test', 'http', '[]', 0, 1, 1)"))
+    add_route(engine, "app.test", id="r1", name="app", upstreams="[]", health_check_enabled=0, created_at=1)
 
     def ingested() -> int:
         with engine.connect() as conn:

@@ -8,10 +8,9 @@ import time
 import sqlalchemy as sa
 
 from db.engine import create_engine
-
-from caddy_log import append_lines
-from processes import Consumer, wait_until
-from support import run_cli
+from tests.toolkit.caddy_log import append_lines
+from tests.toolkit.factories import add_route
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 
 LINES = 60_000
 
@@ -32,10 +31,7 @@ def test_ingest_survives_a_postgres_restart_mid_run(private_postgres, worker_env
     )
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(private_postgres.url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO routes (id, name, domain, upstream_type, upstreams, health_check_enabled,"
-            " created_at, updated_at) VALUES ('r1', 'app', 'app.test', 'http', '[]', 0, 1, 1)"))
+    add_route(engine, "app.test", id="r1", name="app", upstreams="[]", health_check_enabled=0, created_at=1)
     append_lines(log_file, "app.test", LINES, start_ts=time.time() - 3600)
 
     consumer = Consumer(env, tmp_path / "worker.log", "--workers", "2")

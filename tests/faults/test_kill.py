@@ -19,26 +19,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fault_servers import (  # noqa: F401
-    add_rfc2136_provider,
-    cert_env,
-    fault_bind,
-    fault_pebble,
-    new_secret,
-    pebble_counts,
-)
-from redis_support import fresh_redis_url
-from traffic_check import check_traffic
 
 from db.engine import create_engine, write_transaction
-from db.schema import routes
 from db.sql import new_id
+from tests.toolkit.caddy_log import caddy_line
+from tests.toolkit.certs import cert_env_for
+from tests.toolkit.factories import add_provider, add_route, new_secret, ups
+from tests.toolkit.processes import Consumer, run_cli, wait_until
+from tests.toolkit.servers.pebble import pebble_counts
+from tests.toolkit.servers.redis import fresh_redis_url
+from tests.toolkit.traffic import check_traffic
 from workers.config import load
 from workers.consumer import build_queue
-
-from caddy_log import caddy_line
-from processes import Consumer, wait_until
-from support import run_cli
 
 SEED = int(os.environ.get("PROXYOS_KILL_SEED", str(secrets.randbelow(2**31))))
 PHASES = ("ingest", "aggregate", "prune", "issue")
@@ -52,8 +44,9 @@ MAX_DELAY = {"ingest": 0.6, "aggregate": 0.4, "prune": 1.0, "issue": 0.6}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres+redis", marks=[pytest.mark.postgres, pytest.mark.redis])])
-def backend_env(request, worker_env, tmp_path, fault_bind, fault_pebble):  # noqa: F811
-    env = cert_env(worker_env, fault_bind, fault_pebble, tmp_path / "certs", new_secret())
+def backend_env(request, worker_env, tmp_path, fault_bind, fault_pebble):
+    env = cert_env_for(worker_env, fault_bind, fault_pebble, tmp_path / "certs", new_secret(),
+                       propagation_timeout=30)
     if request.param != "sqlite":
         env["PROXYOS_DATABASE_URL"] = request.getfixturevalue("postgres_url")
         env["PROXYOS_QUEUE_URL"] = fresh_redis_url(14)
@@ -82,12 +75,10 @@ class Cluster:
         self.queue, self.ctx = build_queue(load(env))
         self.consumer: Consumer | None = None
         self.starts = 0
-        now = int(time.time())
         with write_transaction(self.engine) as conn:
-            conn.execute(routes.insert(), [dict(
-                id=f"traffic-route-{i:02d}-xxxx"[:21], name=f"t{i}", domain=f"t{i}.kill.test", upstream_type="http",
-                upstreams="[]", health_check_enabled=0, tls_mode="off", created_at=now, updated_at=now)
-                for i in range(TRAFFIC_ROUTES)])
+            for i in range(TRAFFIC_ROUTES):
+                add_route(conn, f"t{i}.kill.test", id=f"traffic-route-{i:02d}-xxxx"[:21], name=f"t{i}", upstreams="[]",
+                          health_check_enabled=0, tls_mode="off")
         self.domains: list[str] = []
 
     def scalar(self, sql: str, **params):
@@ -113,7 +104,7 @@ class Cluster:
                 log.write(caddy_line(
                     f"t{rng.randrange(TRAFFIC_ROUTES)}.kill.test", now - rng.uniform(0, 7200),
                     status=rng.choice((200, 200, 200, 204, 301, 404, 500, 503)),
-                    latency_s=rng.uniform(0.0005, 0.4), size=rng.randrange(100, 50_000)) + "\n")
+                    duration=rng.uniform(0.0005, 0.4), size=rng.randrange(100, 50_000)))
 
     def add_old_rows(self, rng: random.Random, count: int) -> None:
         old = int(time.time()) - 10 * 86400  # past the 7-day retention; counted by ProxyOS (no seq)
@@ -125,13 +116,11 @@ class Cluster:
                   "ts": old - i} for i in range(count)])
 
     def add_cert_routes(self, count: int) -> None:
-        now = int(time.time())
         domains = [f"k{secrets.token_hex(4)}.example.test" for _ in range(count)]
         with write_transaction(self.engine) as conn:
-            conn.execute(routes.insert(), [dict(
-                id=new_id(), name=d, domain=d, upstream_type="http", upstreams='[{"address": "127.0.0.1:9"}]',
-                health_check_enabled=0, tls_mode="dns", tls_dns_provider_id=self.provider_id,
-                created_at=now, updated_at=now) for d in domains])
+            for domain in domains:
+                add_route(conn, domain, self.provider_id, name=domain, upstreams=ups("127.0.0.1:9"),
+                          health_check_enabled=0)
         self.domains += domains
 
     def run_started(self, job: str, since: float) -> bool:
@@ -223,7 +212,7 @@ def test_kills_at_random_moments(backend_env, tmp_path, fault_bind, fault_pebble
     rng = random.Random(f"{SEED}-{backend}")
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(env["PROXYOS_DATABASE_URL"])
-    provider = add_rfc2136_provider(engine, fault_bind, env["PROXYOS_SECRET"])
+    provider = add_provider(engine, fault_bind.credentials, secret=env["PROXYOS_SECRET"])
     engine.dispose()
     orders_before = pebble_counts(fault_pebble)
     cluster = Cluster(env, tmp_path, fault_bind, provider)
@@ -277,14 +266,11 @@ def test_sigterm_lets_a_running_ingest_finish(worker_env, tmp_path):
                PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(env["PROXYOS_DATABASE_URL"])
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO routes (id, name, domain, upstream_type, upstreams, health_check_enabled,"
-            " created_at, updated_at) VALUES ('r1', 'app', 'app.test', 'http', '[]', 0, 1, 1)"))
+    add_route(engine, "app.test", id="r1", name="app", upstreams="[]", health_check_enabled=0, created_at=1)
     lines = 40_000
     with log_file.open("w") as log:
         for i in range(lines):
-            log.write(caddy_line("app.test", time.time() - 600 + i * 0.01) + "\n")
+            log.write(caddy_line("app.test", time.time() - 600 + i * 0.01))
     consumer = Consumer(env, tmp_path / "worker.log", "--no-periodic", "--workers", "2")
     try:
         queue, ctx = build_queue(load(env))
@@ -354,7 +340,7 @@ def test_a_run_takes_over_the_lease_of_a_killed_run_on_this_host(worker_env, tmp
     import sys
 
     log_file = tmp_path / "access.log"
-    log_file.write_text(caddy_line("app.test", time.time()) + "\n")
+    log_file.write_text(caddy_line("app.test", time.time()))
     env = dict(worker_env, PROXYOS_ACCESS_LOG=str(log_file),
                PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: counted below
     assert run_cli(["migrate"], env).returncode == 0

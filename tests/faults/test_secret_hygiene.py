@@ -10,44 +10,21 @@ import base64
 import json
 import os
 import secrets
-import stat
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fault_servers import add_rfc2136_provider, cert_env, fault_bind, fault_pebble, new_secret  # noqa: F401
-from redis_support import fresh_redis_url
 
-from db.engine import create_engine, write_transaction
-from db.schema import dns_providers, routes
-from db.sql import new_id
-from tasks.certs.credentials import encrypt
-
-from processes import Consumer, wait_until
-from support import run_cli
+from db.engine import create_engine
+from tests.toolkit.certs import cert_env_for
+from tests.toolkit.factories import add_provider, add_route, new_secret, ups
+from tests.toolkit.processes import Consumer, run_cli, wait_until
+from tests.toolkit.servers.redis import fresh_redis_url
+from tests.toolkit.snapshots import file_mode
 
 GOOD_DOMAINS = 4
-
-
-def _add_route(engine, domain: str, provider_id: str) -> None:
-    now = int(time.time())
-    with write_transaction(engine) as conn:
-        conn.execute(routes.insert().values(
-            id=new_id(), name=domain, domain=domain, upstream_type="http",
-            upstreams=json.dumps([{"address": "127.0.0.1:9"}]), tls_mode="dns", health_check_enabled=0,
-            tls_dns_provider_id=provider_id, created_at=now, updated_at=now))
-
-
-def _add_wrong_provider(engine, bind, secret: str, wrong_tsig: str) -> str:
-    credentials = dict(bind.credentials, tsig_secret=wrong_tsig)
-    provider_id = new_id()
-    with write_transaction(engine) as conn:
-        conn.execute(dns_providers.insert().values(
-            id=provider_id, name="wrong", type="rfc2136", enabled=1, created_at=int(time.time()),
-            credentials=encrypt(json.dumps(credentials), secret)))
-    return provider_id
 
 
 def _needles(*values: str) -> list[bytes]:
@@ -127,7 +104,7 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
     secret = new_secret()
     wrong_tsig = base64.b64encode(secrets.token_bytes(32)).decode()
     cert_dir = tmp_path / "certs"
-    env = cert_env(worker_env, fault_bind, fault_pebble, cert_dir, secret)
+    env = cert_env_for(worker_env, fault_bind, fault_pebble, cert_dir, secret, propagation_timeout=30)
     env.update(LOG_LEVEL="debug", PROXYOS_DNS_PROPAGATION_TIMEOUT="5")
     monitor = None
     snapshots = FileSnapshots(tmp_path, "queue.db*")
@@ -136,12 +113,13 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
         monitor = RedisMonitor(env["PROXYOS_QUEUE_URL"])
     assert run_cli(["migrate"], env).returncode == 0
     engine = create_engine(env["PROXYOS_DATABASE_URL"])
-    good = add_rfc2136_provider(engine, fault_bind, secret)
+    good = add_provider(engine, fault_bind.credentials, secret=secret)
     domains = [f"h{secrets.token_hex(4)}.example.test" for _ in range(GOOD_DOMAINS)]
     for domain in domains:
-        _add_route(engine, domain, good)
-    _add_route(engine, f"bad{secrets.token_hex(4)}.example.test", _add_wrong_provider(engine, fault_bind, secret,
-                                                                                      wrong_tsig))
+        add_route(engine, domain, good, name=domain, upstreams=ups("127.0.0.1:9"), health_check_enabled=0)
+    wrong = add_provider(engine, dict(fault_bind.credentials, tsig_secret=wrong_tsig), name="wrong", secret=secret)
+    bad = f"bad{secrets.token_hex(4)}.example.test"
+    add_route(engine, bad, wrong, name=bad, upstreams=ups("127.0.0.1:9"), health_check_enabled=0)
 
     def certificates():
         with engine.connect() as conn:
@@ -194,14 +172,14 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
         queue_files = sorted(tmp_path.glob("queue.db*"))
         queue_bytes = snapshots.stop() + b"".join(p.read_bytes() for p in queue_files)
         for path in queue_files:
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            assert file_mode(path) == 0o600, path
     else:
         assert cert_id.encode() in queue_bytes  # MONITOR saw the message
     assert not _leaks(queue_bytes, needles), "a secret is in the queue"
     keys = sorted(cert_dir.rglob("privkey.pem"))
     assert len(keys) == GOOD_DOMAINS
     for key in keys:
-        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+        assert file_mode(key) == 0o600, key
     assert not [p for p in cert_dir.rglob("*") if p.is_file() and _leaks(p.read_bytes(), needles)]
     assert os.environ.get("PROXYOS_SECRET") != secret
 

@@ -9,12 +9,12 @@ import threading
 import time
 
 import sqlalchemy as sa
-from conftest import add_route, ups
 
 from db.schema import health_checks
 from tasks.health.batch import run_batch
 from tasks.health.verdict import CheckResult
 from tasks.health.writer import ResultWriter
+from tests.toolkit.factories import add_route, ups
 
 
 def _statuses(engine) -> dict[str, str]:
@@ -26,8 +26,8 @@ def _statuses(engine) -> dict[str, str]:
 def test_a_black_holed_upstream_does_not_delay_a_healthy_route(
     engine, settings, upstream, blackhole
 ):
-    dead = add_route(engine, ups(blackhole.address), name="dead")
-    alive = [add_route(engine, ups(upstream.address), name=f"alive-{n}") for n in range(5)]
+    dead = add_route(engine, upstreams=ups(blackhole.address), name="dead")
+    alive = [add_route(engine, upstreams=ups(upstream.address), name=f"alive-{n}") for n in range(5)]
     patient = dataclasses.replace(settings, timeout=60.0, concurrency=2)
     reports = []
     worker = threading.Thread(
@@ -43,7 +43,7 @@ def test_a_black_holed_upstream_does_not_delay_a_healthy_route(
     # Every healthy route is recorded while the dead one is still waiting for an answer.
     assert set(_statuses(engine)) == set(alive)
     assert worker.is_alive()
-    blackhole.close()  # the dead upstream hangs up: its check ends now
+    blackhole.stop()  # the dead upstream hangs up: its check ends now
     worker.join(30)
     (report,) = reports
     by_id = {r.target_id: r for r in report.results}
@@ -56,7 +56,7 @@ def test_a_black_holed_upstream_does_not_delay_a_healthy_route(
 
 
 def test_checks_wait_for_their_due_time_and_report_lateness(engine, settings, upstream):
-    route = add_route(engine, ups(upstream.address))
+    route = add_route(engine, upstreams=ups(upstream.address))
     due = time.time() + 0.3
     (result,) = run_batch(engine, settings, [(route, due)]).results
     assert result.started_at >= due

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import add_route, ups
 
 from db.schema import health_checks
 from tasks.health.batch import run_batch
 from tasks.health.config import route_check
 from tasks.health.settings import HealthSettings
+from tests.toolkit.factories import add_route, ups
 
 BAD = [
     ({"upstreams": '[{"address": '}, "config: upstreams is not valid JSON"),
@@ -70,9 +70,9 @@ def test_bad_configuration_is_reported_and_others_are_checked(
 ):
     columns = dict(columns)
     bad = add_route(
-        engine, columns.pop("upstreams", [{"address": upstream.address}]), name="bad", **columns
+        engine, upstreams=columns.pop("upstreams", [{"address": upstream.address}]), name="bad", **columns
     )
-    good = add_route(engine, ups(upstream.address), name="good")
+    good = add_route(engine, upstreams=ups(upstream.address), name="good")
     report = run_batch(engine, settings, [(bad, None), (good, None)])
     by_id = {r.target_id: r for r in report.results}
     assert by_id[good].status == "healthy"

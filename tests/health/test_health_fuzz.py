@@ -22,12 +22,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db.engine import write_transaction
-from db.schema import health_checks, routes, stream_health_checks, streams
-from db.sql import new_id
+from db.schema import health_checks, stream_health_checks
 from tasks.health.batch import run_batch
 from tasks.health.schedule import claim_due
 from tasks.health.settings import HealthSettings
+from tests.toolkit.factories import add_route, add_stream, ups
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # 100 kB values
 
@@ -206,40 +205,14 @@ def _fill(value: object, address: str) -> object:
 
 
 def _insert_route(engine, address: str, row: dict) -> str:
-    route_id, now = new_id(), int(time.time())
-    values = {
-        "id": route_id,
-        "name": route_id,
-        "upstream_type": "http",
-        "domain": f"{route_id.lower()}.fuzz.test",
-        "upstreams": json.dumps([{"address": address}]),
-        "created_at": now,
-        "updated_at": now,
-        **{k: _fill(v, address) for k, v in row.items()},
-    }
-    if values["name"] is None:
-        values["name"] = route_id
-    with write_transaction(engine) as conn:
-        conn.execute(routes.insert().values(**values))
-    return route_id
+    columns = {k: _fill(v, address) for k, v in row.items()}
+    return add_route(engine, **{"upstreams": ups(address), **columns})
 
 
 def _insert_stream(engine, address: str, row: dict) -> str:
-    stream_id, now = new_id(), int(time.time())
     host, port = address.split(":")
-    values = {
-        "id": stream_id,
-        "listen_port": next(LISTEN_PORTS),  # unique; nothing listens there
-        "protocol": "tcp",
-        "upstream_host": host,
-        "upstream_port": int(port),
-        "created_at": now,
-        "updated_at": now,
-        **row,
-    }
-    with write_transaction(engine) as conn:
-        conn.execute(streams.insert().values(**values))
-    return stream_id
+    columns = {"upstream_host": host, "upstream_port": int(port), "listen_port": next(LISTEN_PORTS), **row}
+    return add_stream(engine, **columns)  # listen_port: unique; nothing listens there
 
 
 def _rows(engine, table, key: str, ids: list[str]) -> dict[str, list[dict]]:

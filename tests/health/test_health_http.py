@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import sqlalchemy as sa
-from conftest import add_route, ups
 
 from db.schema import health_checks
 from tasks.health.batch import run_batch
+from tests.toolkit.factories import add_route, ups
 
 
 def check(engine, settings, route_id):
@@ -28,7 +28,7 @@ def rows(engine, route_id):
 
 
 def test_healthy_route_writes_one_row(engine, settings, upstream):
-    route = add_route(engine, ups(upstream.address), health_check_path="/health")
+    route = add_route(engine, upstreams=ups(upstream.address), health_check_path="/health")
     result = check(engine, settings, route)
     assert (result.status, result.error, result.status_code) == ("healthy", None, 200)
     (row,) = rows(engine, route)
@@ -42,7 +42,7 @@ def test_healthy_route_writes_one_row(engine, settings, upstream):
 def test_every_upstream_is_checked_and_one_down_is_degraded(
     engine, settings, upstream, upstream2, closed_port
 ):
-    route = add_route(engine, ups(upstream.address, upstream2.address, closed_port))
+    route = add_route(engine, upstreams=ups(upstream.address, upstream2.address, closed_port))
     result = check(engine, settings, route)
     assert result.status == "degraded"
     assert result.error == f"{closed_port}: connection refused"
@@ -51,7 +51,7 @@ def test_every_upstream_is_checked_and_one_down_is_degraded(
 
 
 def test_all_upstreams_down_is_unhealthy_and_names_each(engine, settings, closed_port, blackhole):
-    route = add_route(engine, ups(closed_port, blackhole.address))
+    route = add_route(engine, upstreams=ups(closed_port, blackhole.address))
     result = check(engine, settings, route)
     assert result.status == "unhealthy"
     assert (
@@ -64,7 +64,7 @@ def test_all_upstreams_down_is_unhealthy_and_names_each(engine, settings, closed
 def test_status_not_accepted(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path="/?code=503",
         health_check_status_codes="[200, 204]",
     )
@@ -76,7 +76,7 @@ def test_status_not_accepted(engine, settings, upstream):
 
 def test_default_codes_accept_redirects_without_following_them(engine, settings, upstream):
     route = add_route(
-        engine, ups(upstream.address), health_check_path="/?code=302&location=/elsewhere"
+        engine, upstreams=ups(upstream.address), health_check_path="/?code=302&location=/elsewhere"
     )
     result = check(engine, settings, route)
     assert (result.status, result.status_code) == ("healthy", 302)
@@ -86,7 +86,7 @@ def test_default_codes_accept_redirects_without_following_them(engine, settings,
 def test_redirect_not_in_configured_codes(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path="/?code=301&location=/x",
         health_check_status_codes="[200]",
     )
@@ -98,7 +98,7 @@ def test_redirect_not_in_configured_codes(engine, settings, upstream):
 def test_body_regex_matches(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path="/?body=status:%20ready",
         health_check_body_regex=r"status: (ready|ok)",
     )
@@ -110,7 +110,7 @@ def test_body_regex_matches(engine, settings, upstream):
 def test_body_regex_does_not_match(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path="/?body=starting",
         health_check_body_regex="ready",
     )
@@ -123,13 +123,13 @@ def test_body_regex_does_not_match(engine, settings, upstream):
 def test_body_regex_sees_only_the_first_64_kib(engine, settings, upstream):
     inside = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path=f"/?size={64 * 1024 - 5}&tail=READY",
         health_check_body_regex="READY",
     )
     beyond = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path=f"/?size={64 * 1024}&tail=READY",
         health_check_body_regex="READY",
     )
@@ -142,7 +142,7 @@ def test_body_regex_sees_only_the_first_64_kib(engine, settings, upstream):
 def test_slow_response_is_degraded(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path="/?delay=0.3",
         health_check_max_response_ms=100,
     )
@@ -154,19 +154,19 @@ def test_slow_response_is_degraded(engine, settings, upstream):
 
 
 def test_fast_response_within_limit_is_healthy(engine, settings, upstream):
-    route = add_route(engine, ups(upstream.address), health_check_max_response_ms=5000)
+    route = add_route(engine, upstreams=ups(upstream.address), health_check_max_response_ms=5000)
     assert check(engine, settings, route).status == "healthy"
 
 
 def test_timeout_is_capped_by_the_interval(engine, settings, blackhole):
-    route = add_route(engine, ups(blackhole.address), health_check_interval=1)
+    route = add_route(engine, upstreams=ups(blackhole.address), health_check_interval=1)
     long_timeout = dataclasses.replace(settings, timeout=60.0)
     result = check(engine, long_timeout, route)
     assert result.error == f"{blackhole.address}: timed out after 1 s"
 
 
 def test_dns_name_not_found(engine, settings):
-    route = add_route(engine, ups("no-such-backend.invalid:8080"))
+    route = add_route(engine, upstreams=ups("no-such-backend.invalid:8080"))
     result = check(engine, settings, route)
     assert result.status == "unhealthy"
     assert (
@@ -177,7 +177,7 @@ def test_dns_name_not_found(engine, settings):
 def test_address_with_scheme_and_credentials_never_shows_them(engine, settings, upstream):
     route = add_route(
         engine,
-        ups(f"http://admin:s3cret-pw@{upstream.address}/base"),
+        upstreams=ups(f"http://admin:s3cret-pw@{upstream.address}/base"),
         health_check_path="/health?code=500",
     )
     result = check(engine, settings, route)

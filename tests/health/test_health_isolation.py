@@ -10,18 +10,17 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import add_route, add_stream, ups
 
 from db.engine import write_transaction
 from db.schema import health_checks, route_health_state, routes, stream_health_checks, streams
 from tasks.health.batch import run_batch
+from tests.toolkit.factories import add_route, add_stream, ups
+from tests.toolkit.processes import run_cli
 from workers import config
 from workers.config import ConfigError
 from workers.registry import JobContext, discover
 from workers.runner import run_job
 from workers.settings.health import load as health_settings
-
-from support import run_cli
 
 DEEP = 100_000  # far past Python's recursion limit
 
@@ -41,12 +40,13 @@ def test_a_catastrophic_regex_delays_no_other_route(engine, settings, upstream):
     it held the probing loop: the good routes due meanwhile began seconds late."""
     hostile = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         name="hostile",
         health_check_path="/?size=25&tail=y",
         health_check_body_regex="(x+)+$",
     )
-    good = [add_route(engine, ups(upstream.address), name=f"good-{n}", health_check_body_regex="ok") for n in range(5)]
+    good = [add_route(engine, upstreams=ups(upstream.address), name=f"good-{n}", health_check_body_regex="ok")
+            for n in range(5)]
     start = time.time() + 0.3
     pairs = [(hostile, start)] + [(g, start + 0.1 * (n + 1)) for n, g in enumerate(good)]
     by_id = {r.target_id: r for r in run_batch(engine, settings, pairs).results}
@@ -62,12 +62,12 @@ def test_run_once_health_returns_with_a_catastrophic_regex_on_64_kib(engine, wor
     """The issue's case: the run never returned, wrote no row for anyone."""
     hostile = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         name="hostile",
         health_check_path=f"/?size={64 * 1024 - 1}&tail=y",
         health_check_body_regex="(x+)+$",
     )
-    good = add_route(engine, ups(upstream.address), name="good")
+    good = add_route(engine, upstreams=ups(upstream.address), name="good")
     try:
         done = run_cli(["run-once", "health"], {**worker_env, "PROXYOS_HEALTH_TIMEOUT": "2"}, timeout=60)
     except subprocess.TimeoutExpired:
@@ -83,11 +83,11 @@ def test_a_costly_regex_re2_accepts_costs_its_route_at_most_the_timeout(engine, 
     comes at its timeout; the other route is checked as usual."""
     costly = add_route(
         engine,
-        ups(upstream.address),
+        upstreams=ups(upstream.address),
         health_check_path=f"/?ab={64 * 1024}",
         health_check_body_regex="[ab]*a[ab]{990}c",
     )
-    good = add_route(engine, ups(upstream.address), health_check_body_regex="ok")
+    good = add_route(engine, upstreams=ups(upstream.address), health_check_body_regex="ok")
     try:
         done = run_cli(["run-once", "health"], {**worker_env, "PROXYOS_HEALTH_TIMEOUT": "0.2"}, timeout=60)
     except subprocess.TimeoutExpired:
@@ -114,8 +114,8 @@ UNSUPPORTED = [
 
 @pytest.mark.parametrize(("regex", "named"), UNSUPPORTED, ids=[r for r, _ in UNSUPPORTED])
 def test_regex_syntax_re2_does_not_support_is_a_config_error(engine, settings, upstream, regex, named):
-    bad = add_route(engine, ups(upstream.address), health_check_body_regex=regex)
-    good = add_route(engine, ups(upstream.address), health_check_body_regex="ok")
+    bad = add_route(engine, upstreams=ups(upstream.address), health_check_body_regex=regex)
+    good = add_route(engine, upstreams=ups(upstream.address), health_check_body_regex="ok")
     by_id = {r.target_id: r for r in run_batch(engine, settings, [(bad, None), (good, None)]).results}
     assert by_id[good].status == "healthy"
     error = by_id[bad].error
@@ -132,8 +132,8 @@ TOO_BIG = [
 
 @pytest.mark.parametrize(("regex", "said"), TOO_BIG, ids=["deeply-nested", "huge-program"])
 def test_a_regex_too_large_to_bound_is_a_config_error(engine, settings, upstream, regex, said):
-    bad = add_route(engine, ups(upstream.address), health_check_body_regex=regex)
-    good = add_route(engine, ups(upstream.address))
+    bad = add_route(engine, upstreams=ups(upstream.address), health_check_body_regex=regex)
+    good = add_route(engine, upstreams=ups(upstream.address))
     by_id = {r.target_id: r for r in run_batch(engine, settings, [(bad, None), (good, None)]).results}
     assert by_id[good].status == "healthy"
     assert by_id[bad].error.startswith("config: health_check_body_regex "), by_id[bad].error
@@ -155,7 +155,7 @@ def test_a_regex_too_large_to_bound_is_a_config_error(engine, settings, upstream
 )
 def test_regex_follows_the_dashboard_where_python_differs(engine, settings, upstream, body, regex, matched):
     route = add_route(
-        engine, ups(upstream.address), health_check_path=f"/?body={body}", health_check_body_regex=regex
+        engine, upstreams=ups(upstream.address), health_check_path=f"/?body={body}", health_check_body_regex=regex
     )
     (result,) = run_batch(engine, settings, [(route, None)]).results
     assert result.body_matched is matched, result.error
@@ -180,8 +180,8 @@ def test_any_bad_route_value_is_a_config_row_and_the_rest_are_checked(
     any_engine, settings, upstream, columns, expected
 ):
     columns = dict(columns)
-    bad = add_route(any_engine, columns.pop("upstreams", ups(upstream.address)), **columns)
-    good = add_route(any_engine, ups(upstream.address))
+    bad = add_route(any_engine, upstreams=columns.pop("upstreams", ups(upstream.address)), **columns)
+    good = add_route(any_engine, upstreams=ups(upstream.address))
     report = run_batch(any_engine, settings, [(bad, None), (good, None)])
     assert not report.write_errors
     errors = _errors(any_engine)
@@ -212,9 +212,9 @@ SQLITE_ONLY = [
 
 @pytest.mark.parametrize(("values", "expected"), SQLITE_ONLY, ids=[repr(v)[:40] for v, _ in SQLITE_ONLY])
 def test_values_only_sqlite_lets_in_are_config_rows(engine, settings, upstream, values, expected):
-    bad = add_route(engine, ups(upstream.address))
+    bad = add_route(engine, upstreams=ups(upstream.address))
     _sqlite_set(engine, routes, bad, **values)
-    good = add_route(engine, ups(upstream.address))
+    good = add_route(engine, upstreams=ups(upstream.address))
     run_batch(engine, settings, [(bad, None), (good, None)])
     errors = _errors(engine)
     assert errors[good] is None
@@ -224,9 +224,9 @@ def test_values_only_sqlite_lets_in_are_config_rows(engine, settings, upstream, 
 def test_text_that_is_not_utf8_stops_no_other_route(engine, settings, upstream):
     """The sqlite3 shell can store bytes that are not UTF-8 as TEXT; reading such a row
     used to fail the query that loads every route of the batch."""
-    bad = add_route(engine, ups(upstream.address))
-    renamed = add_route(engine, ups(upstream.address))
-    good = add_route(engine, ups(upstream.address))
+    bad = add_route(engine, upstreams=ups(upstream.address))
+    renamed = add_route(engine, upstreams=ups(upstream.address))
+    good = add_route(engine, upstreams=ups(upstream.address))
     with write_transaction(engine) as conn:
         conn.execute(
             sa.text("UPDATE routes SET upstreams = CAST(X'5B7BFF' AS TEXT) WHERE id = :id"), {"id": bad}
@@ -275,10 +275,10 @@ def test_a_text_interval_stops_neither_the_dispatcher_nor_its_batches(engine, sq
     `config:` row; the others are checked."""
     jobs, enqueued = discover(), []
     ctx = _context(sqlite_url, tmp_path, enqueued)
-    bad = [add_route(engine, ups(upstream.address)) for _ in range(4)]
+    bad = [add_route(engine, upstreams=ups(upstream.address)) for _ in range(4)]
     for route_id, value in zip(bad, ["", "soon", float("inf"), -1e308], strict=True):
         _sqlite_set(engine, routes, route_id, health_check_interval=value)
-    good = add_route(engine, ups(upstream.address), health_check_interval=30)
+    good = add_route(engine, upstreams=ups(upstream.address), health_check_interval=30)
     first = run_job(ctx, jobs["health-dispatch"])
     assert first.status in ("ok", "skipped"), first.error
     with write_transaction(engine) as conn:
@@ -302,11 +302,11 @@ def test_a_text_interval_stops_neither_the_dispatcher_nor_its_batches(engine, sq
 def test_run_once_health_records_every_bad_route_and_checks_the_rest(any_engine, any_url, tmp_path, upstream):
     ctx = _context(any_url, tmp_path, [])
     bad = [
-        add_route(any_engine, "[" * DEEP + "]" * DEEP, name="deep"),
-        add_route(any_engine, ups(upstream.address), name="codes", health_check_status_codes="[" * DEEP),
-        add_route(any_engine, ups(upstream.address), name="regex", health_check_body_regex="(?=x)"),
+        add_route(any_engine, upstreams="[" * DEEP + "]" * DEEP, name="deep"),
+        add_route(any_engine, upstreams=ups(upstream.address), name="codes", health_check_status_codes="[" * DEEP),
+        add_route(any_engine, upstreams=ups(upstream.address), name="regex", health_check_body_regex="(?=x)"),
     ]
-    good = add_route(any_engine, ups(upstream.address), name="good")
+    good = add_route(any_engine, upstreams=ups(upstream.address), name="good")
     result = run_job(ctx, discover()["health"])
     assert result.status == "ok", result.error
     assert result.summary["checked"] == 4 and result.summary["unhealthy"] == 3

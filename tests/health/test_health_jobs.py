@@ -11,16 +11,15 @@ import sys
 import time
 
 import sqlalchemy as sa
-from conftest import add_route, add_stream, ups
 
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
 from db.schema import health_checks, route_health_state, stream_health_checks, task_runs
+from tests.toolkit.factories import add_route, add_stream, ups
+from tests.toolkit.processes import run_cli
 from workers import config
 from workers.registry import JobContext, discover
 from workers.runner import run_job
-
-from support import run_cli
 
 
 def _context(url, tmp_path, enqueued: list) -> JobContext:
@@ -47,9 +46,9 @@ def test_dispatcher_enqueues_batches_that_check_the_due_routes(
     jobs = discover()
     enqueued: list = []
     ctx = _context(sqlite_url, tmp_path, enqueued)
-    good = add_route(engine, ups(upstream.address), health_check_interval=30)
-    bad = add_route(engine, ups(closed_port), health_check_interval=30)
-    add_route(engine, ups(upstream.address), enabled=0)
+    good = add_route(engine, upstreams=ups(upstream.address), health_check_interval=30)
+    bad = add_route(engine, upstreams=ups(closed_port), health_check_interval=30)
+    add_route(engine, upstreams=ups(upstream.address), enabled=0)
     run_job(ctx, jobs["health-dispatch"])  # schedules every route on its phase
     _make_due_now(engine)
     enqueued.clear()
@@ -88,7 +87,7 @@ def test_dispatcher_splits_into_batches(engine, sqlite_url, tmp_path):
     ctx = _context(sqlite_url, tmp_path, enqueued)
     ctx.settings.env["PROXYOS_HEALTH_BATCH_SIZE"] = "2"
     for _ in range(5):
-        add_route(engine, ups("127.0.0.1:1"))
+        add_route(engine, upstreams=ups("127.0.0.1:1"))
     add_stream(engine, "127.0.0.1", 1)
     jobs = discover()
     run_job(ctx, jobs["health-dispatch"])
@@ -105,7 +104,7 @@ def test_dispatcher_splits_into_batches(engine, sqlite_url, tmp_path):
 
 def test_on_demand_refuses_a_route_that_is_not_checked(engine, sqlite_url, tmp_path):
     ctx = _context(sqlite_url, tmp_path, [])
-    off = add_route(engine, ups("127.0.0.1:1"), health_check_enabled=0)
+    off = add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_enabled=0)
     result = run_job(ctx, discover()["health"], {"route": off})
     assert result.status == "skipped"
     assert result.error == f"route {off} is not checked: health checks are turned off for the route"
@@ -119,9 +118,9 @@ def _env(worker_env, **extra):
 def test_cli_run_once_checks_everything_and_prints_results(
     engine, worker_env, upstream, closed_port
 ):
-    good = add_route(engine, ups(upstream.address), name="good-route")
-    add_route(engine, ups(upstream.address, closed_port), name="half-route")
-    add_route(engine, "not json", name="broken-route")
+    good = add_route(engine, upstreams=ups(upstream.address), name="good-route")
+    add_route(engine, upstreams=ups(upstream.address, closed_port), name="half-route")
+    add_route(engine, upstreams="not json", name="broken-route")
     port = int(upstream.address.split(":")[1])
     add_stream(engine, "127.0.0.1", port, listen_port=7001)
     done = run_cli(["run-once", "health"], _env(worker_env))
@@ -155,8 +154,8 @@ def test_cli_unknown_route_and_bad_setting(engine, worker_env):
 
 
 def test_cli_status_shows_counts_and_lateness(engine, worker_env, upstream, closed_port):
-    add_route(engine, ups(upstream.address))
-    add_route(engine, ups(closed_port))
+    add_route(engine, upstreams=ups(upstream.address))
+    add_route(engine, upstreams=ups(closed_port))
     env = _env(worker_env, PROXYOS_HEALTH_RISE="1", PROXYOS_HEALTH_FALL="1")
     assert run_cli(["run-once", "health"], env).returncode == 0
     status = run_cli(["status", "--json"], env)
@@ -175,8 +174,8 @@ def test_cli_status_shows_counts_and_lateness(engine, worker_env, upstream, clos
 
 def test_consumer_runs_the_schedule_and_queued_checks(engine, sqlite_url, worker_env, upstream):
     """`enqueue health --route ID` and the periodic dispatcher, through a real consumer."""
-    queued = add_route(engine, ups(upstream.address), health_check_interval=3600, name="queued")
-    scheduled = add_route(engine, ups(upstream.address), health_check_interval=5, name="scheduled")
+    queued = add_route(engine, upstreams=ups(upstream.address), health_check_interval=3600, name="queued")
+    scheduled = add_route(engine, upstreams=ups(upstream.address), health_check_interval=5, name="scheduled")
     env = _env(worker_env)
     enq = run_cli(["enqueue", "health", "--route", queued], env)
     assert enq.returncode == 0, enq.stderr

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from conftest import add_route, add_stream, ups
 
 from db.engine import write_transaction
 from db.schema import route_health_state, routes, stream_health_state
 from tasks.health.schedule import claim_due, next_slot, phase, split
 from tasks.health.settings import HealthSettings
+from tests.toolkit.factories import add_route, add_stream, ups
 
 NOW = 1_800_000_000.0
 SETTINGS = HealthSettings(stream_interval=60)
@@ -35,7 +35,7 @@ def test_phase_is_stable_and_spread():
 
 
 def test_first_claim_spreads_routes_over_their_interval(any_engine):
-    ids = [add_route(any_engine, ups("127.0.0.1:1"), health_check_interval=60) for _ in range(40)]
+    ids = [add_route(any_engine, upstreams=ups("127.0.0.1:1"), health_check_interval=60) for _ in range(40)]
     claimed = claim_due(any_engine, SETTINGS, NOW)
     assert all(c.due_at <= NOW + SETTINGS.lookahead for c in claimed)
     assert len(claimed) < len(ids)  # most are due later in the interval
@@ -48,7 +48,7 @@ def test_first_claim_spreads_routes_over_their_interval(any_engine):
 
 
 def test_each_due_check_is_claimed_once_per_interval(engine):
-    route = add_route(engine, ups("127.0.0.1:1"), health_check_interval=30)
+    route = add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=30)
     claimed = []
     for step in range(0, 90, 5):  # the dispatcher every 5 s for 90 s
         claimed.extend(c.due_at for c in claim_due(engine, SETTINGS, NOW + step))
@@ -61,7 +61,7 @@ def test_each_due_check_is_claimed_once_per_interval(engine):
 
 
 def test_interval_change_is_picked_up(engine):
-    route = add_route(engine, ups("127.0.0.1:1"), health_check_interval=3600)
+    route = add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=3600)
     claim_due(engine, SETTINGS, NOW)
     with write_transaction(engine) as conn:
         conn.execute(routes.update().values(health_check_interval=10))
@@ -73,7 +73,7 @@ def test_interval_change_is_picked_up(engine):
 
 def test_checks_missed_for_long_go_back_on_their_phase(engine):
     for _ in range(30):
-        add_route(engine, ups("127.0.0.1:1"), health_check_interval=30)
+        add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=30)
     claim_due(engine, SETTINGS, NOW)
     later = NOW + 3600  # the workers were stopped for an hour
     claimed = claim_due(engine, SETTINGS, later)
@@ -83,14 +83,14 @@ def test_checks_missed_for_long_go_back_on_their_phase(engine):
 
 def test_only_eligible_routes_and_streams_are_claimed(engine):
     eligible = {
-        add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, upstream_type=t)
+        add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, upstream_type=t)
         for t in ("http", "loadbalance", "tcp")
     }
-    add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, enabled=0)
-    add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, archived_at=1)
-    add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, health_check_enabled=0)
-    add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, upstream_type="static")
-    add_route(engine, ups("127.0.0.1:1"), health_check_interval=5, upstream_type="redirect")
+    add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, enabled=0)
+    add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, archived_at=1)
+    add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, health_check_enabled=0)
+    add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, upstream_type="static")
+    add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=5, upstream_type="redirect")
     stream = add_stream(engine, "127.0.0.1", 1)
     add_stream(engine, "127.0.0.1", 2, enabled=0)
     claimed = claim_due(engine, HealthSettings(stream_interval=5), NOW)
@@ -113,7 +113,7 @@ def test_split_keeps_due_order():
 def test_status_counts_overdue_checks(engine):
     from tasks.health.status import summary
 
-    route = add_route(engine, ups("127.0.0.1:1"), health_check_interval=30)
+    route = add_route(engine, upstreams=ups("127.0.0.1:1"), health_check_interval=30)
     claim_due(engine, SETTINGS, NOW)
     with write_transaction(engine) as conn:
         conn.execute(route_health_state.update().values(next_due_at=NOW - 100, last_lateness_ms=40))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from conftest import add_route, add_stream, ups
 
 from db.schema import health_events, route_health_state
 from tasks.health.state import UNKNOWN, State, advance
 from tasks.health.store import write_results
 from tasks.health.verdict import CheckResult
+from tests.toolkit.factories import add_route, add_stream, ups
 
 
 def run(results: str, rise: int = 2, fall: int = 3, start: State | None = None):
@@ -101,7 +101,7 @@ def _result(kind, target, status, at, error=None):
 
 
 def test_state_and_events_are_written_with_the_results(any_engine):
-    route = add_route(any_engine, ups("127.0.0.1:1"))
+    route = add_route(any_engine, upstreams=ups("127.0.0.1:1"))
     stream = add_stream(any_engine, "127.0.0.1", 1)
     t = 1_700_000_000
     for n, status in enumerate(["healthy", "healthy", "unhealthy", "unhealthy", "unhealthy"]):
@@ -143,7 +143,7 @@ def test_state_and_events_are_written_with_the_results(any_engine):
 
 
 def test_results_for_one_target_in_one_write_apply_in_order(engine):
-    route = add_route(engine, ups("127.0.0.1:1"))
+    route = add_route(engine, upstreams=ups("127.0.0.1:1"))
     write_results(engine, [_result("route", route, "healthy", 10 + n) for n in range(2)], 2, 3)
     with engine.connect() as conn:
         assert conn.execute(sa.select(route_health_state.c.status)).scalar_one() == "healthy"
@@ -153,8 +153,8 @@ def test_results_of_a_deleted_route_are_dropped(engine):
     from db.engine import write_transaction
     from db.schema import routes
 
-    kept = add_route(engine, ups("127.0.0.1:1"))
-    gone = add_route(engine, ups("127.0.0.1:1"))
+    kept = add_route(engine, upstreams=ups("127.0.0.1:1"))
+    gone = add_route(engine, upstreams=ups("127.0.0.1:1"))
     with write_transaction(engine) as conn:
         conn.execute(sa.delete(routes).where(routes.c.id == gone))
     write_results(
@@ -167,7 +167,7 @@ def test_results_of_a_deleted_route_are_dropped(engine):
 def test_an_on_demand_check_keeps_the_last_scheduled_lateness(any_engine):
     from dataclasses import replace
 
-    route = add_route(any_engine, ups("127.0.0.1:1"))
+    route = add_route(any_engine, upstreams=ups("127.0.0.1:1"))
     scheduled = replace(_result("route", route, "healthy", 1), lateness_ms=120)
     write_results(any_engine, [scheduled], 2, 3)
     write_results(any_engine, [_result("route", route, "healthy", 2)], 2, 3)  # on demand

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import sqlalchemy as sa
-from conftest import add_stream, free_port
 
 from db.schema import stream_health_checks
 from tasks.health.batch import run_batch
+from tests.toolkit.factories import add_stream
+from tests.toolkit.processes import free_port
 
 
 def check(engine, settings, stream_id):
@@ -44,7 +43,7 @@ def test_udp_listener_is_healthy(engine, settings, udp_listener):
 
 
 def test_udp_closed_port_is_noticed(engine, settings):
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     stream = add_stream(engine, "127.0.0.1", port, protocol="udp")
     result = check(engine, settings, stream)
     assert result.status == "unhealthy"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from conftest import add_route, ups
-
 from tasks.health.batch import run_batch
+from tests.toolkit.factories import add_route, ups
 
 
 def check(engine, settings, route_id):
@@ -15,39 +14,39 @@ def check(engine, settings, route_id):
 
 
 def test_trusted_with_the_ca(engine, settings, tls_upstream, ca_file):
-    route = add_route(engine, ups(tls_upstream.address), upstream_protocol="https-trusted")
+    route = add_route(engine, upstreams=ups(tls_upstream.address), upstream_protocol="https-trusted")
     result = check(engine, dataclasses.replace(settings, ca_file=ca_file), route)
     assert (result.status, result.status_code) == ("healthy", 200)
 
 
 def test_untrusted_certificate_is_named(engine, settings, tls_upstream):
-    route = add_route(engine, ups(tls_upstream.address), upstream_protocol="https-trusted")
+    route = add_route(engine, upstreams=ups(tls_upstream.address), upstream_protocol="https-trusted")
     result = check(engine, settings, route)
     assert result.status == "unhealthy"
     assert result.error.startswith(f"{tls_upstream.address}: TLS certificate not trusted (")
 
 
 def test_insecure_protocol_does_not_verify(engine, settings, tls_upstream):
-    route = add_route(engine, ups(tls_upstream.address), upstream_protocol="https-insecure")
+    route = add_route(engine, upstreams=ups(tls_upstream.address), upstream_protocol="https-insecure")
     assert check(engine, settings, route).status == "healthy"
 
 
 def test_skip_tls_verify_does_not_verify(engine, settings, tls_upstream):
     route = add_route(
-        engine, ups(tls_upstream.address), upstream_protocol="https-trusted", skip_tls_verify=1
+        engine, upstreams=ups(tls_upstream.address), upstream_protocol="https-trusted", skip_tls_verify=1
     )
     assert check(engine, settings, route).status == "healthy"
 
 
 def test_upstream_skip_verify_flag(engine, settings, tls_upstream):
     route = add_route(
-        engine, ups(tls_upstream.address, skipVerify=True), upstream_protocol="https-trusted"
+        engine, upstreams=ups(tls_upstream.address, skipVerify=True), upstream_protocol="https-trusted"
     )
     assert check(engine, settings, route).status == "healthy"
 
 
 def test_https_scheme_in_address_wins_over_protocol(engine, settings, tls_upstream, ca_file):
-    route = add_route(engine, ups(f"https://{tls_upstream.address}"), upstream_protocol="http")
+    route = add_route(engine, upstreams=ups(f"https://{tls_upstream.address}"), upstream_protocol="http")
     result = check(engine, dataclasses.replace(settings, ca_file=ca_file), route)
     assert result.status == "healthy"
 
@@ -55,7 +54,7 @@ def test_https_scheme_in_address_wins_over_protocol(engine, settings, tls_upstre
 def test_sni_is_sent_and_verified(engine, settings, tls_upstream, ca_file):
     route = add_route(
         engine,
-        ups(tls_upstream.address),
+        upstreams=ups(tls_upstream.address),
         upstream_protocol="https-trusted",
         upstream_sni="backend.test",
     )
@@ -67,7 +66,7 @@ def test_sni_is_sent_and_verified(engine, settings, tls_upstream, ca_file):
 def test_sni_not_in_certificate(engine, settings, tls_upstream, ca_file):
     route = add_route(
         engine,
-        ups(tls_upstream.address),
+        upstreams=ups(tls_upstream.address),
         upstream_protocol="https-trusted",
         upstream_sni="other.test",
     )
@@ -78,7 +77,7 @@ def test_sni_not_in_certificate(engine, settings, tls_upstream, ca_file):
 
 
 def test_plain_http_to_a_tls_port_is_a_clear_failure(engine, settings, tls_upstream):
-    route = add_route(engine, ups(tls_upstream.address), upstream_protocol="http")
+    route = add_route(engine, upstreams=ups(tls_upstream.address), upstream_protocol="http")
     result = check(engine, settings, route)
     assert result.status == "unhealthy"
     assert result.error.startswith(f"{tls_upstream.address}: ")

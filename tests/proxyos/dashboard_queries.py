@@ -12,7 +12,6 @@ Units, as ProxyOS has them: `traffic_metrics.bucket_ts` in milliseconds;
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,6 +20,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from tests.toolkit.caddy_log import caddy_line
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -261,16 +262,8 @@ class Line:
         return math.floor(self.ts * 1000 / MINUTE_MS) * MINUTE_MS
 
     def json(self) -> str:
-        return json.dumps({
-            "level": "info", "ts": self.ts, "logger": "http.log.access.log0", "msg": "handled request",
-            "request": {
-                "remote_ip": self.client_ip, "remote_port": "40112", "client_ip": self.client_ip,
-                "proto": "HTTP/2.0", "method": self.method, "host": self.host, "uri": self.uri,
-                "headers": {"User-Agent": [self.agent]},
-            },
-            "bytes_read": 0, "user_id": "", "duration": self.duration, "size": self.size,
-            "status": self.status, "resp_headers": {"Content-Type": ["text/html"]},
-        }) + "\n"
+        return caddy_line(self.host, self.ts, status=self.status, duration=self.duration, size=self.size,
+                          uri=self.uri, method=self.method, client_ip=self.client_ip, user_agent=self.agent)
 
 
 def counted(lines: Iterable[Line], since_ms: int | None = None, route_id: str | None = None,

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dashboard_queries import (
+
+from db.engine import write_transaction
+from db.schema import routes
+from tests.toolkit.factories import add_route, ups
+from tests.toolkit.processes import free_port
+from workers import config
+from workers.registry import JobContext, discover
+from workers.runner import run_job
+
+from .dashboard_queries import (
     DAY_MS,
     MINUTE_MS,
     Line,
@@ -43,12 +51,6 @@ from dashboard_queries import (
     traffic_tracker,
 )
 
-from db.engine import write_transaction
-from db.schema import routes
-from workers import config
-from workers.registry import JobContext, discover
-from workers.runner import run_job
-
 NOW = 1_764_000_037  # a fixed now: 37 s into a minute, so windows start mid-minute
 NOW_MS = NOW * 1000
 HOUR = 3600
@@ -62,13 +64,6 @@ ROUTES = {"r0": "shop.example.com", "r1": "api.example.com", "r2": "blog.example
 BUSY = {"r0": 50, "r1": 25, "r2": 15, "r3": 10}
 STATUSES = [200, 201, 204, 301, 304, 400, 404, 429, 500, 502, 503]
 STATUS_WEIGHTS = [55, 3, 4, 5, 5, 3, 10, 2, 6, 4, 3]
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _line(rng: random.Random, route_id: str, ts: float) -> Line:
@@ -141,12 +136,10 @@ class World:
 @pytest.fixture
 def world(any_engine: sa.Engine, any_url: str, tmp_path: Path) -> Iterator[World]:
     """Log part one -> ingest, aggregate; part two (late + newest) -> ingest; prune."""
-    upstreams = json.dumps([{"address": f"127.0.0.1:{_closed_port()}"}])
+    upstreams = ups(f"127.0.0.1:{free_port()}")  # a closed port
     with write_transaction(any_engine) as conn:
         for rid, domain in ROUTES.items():
-            conn.execute(routes.insert().values(
-                id=rid, name=rid, domain=domain, upstream_type="http", upstreams=upstreams, created_at=NOW - 200 * DAY,
-                updated_at=NOW - 200 * DAY))
+            add_route(conn, domain, id=rid, upstreams=upstreams, created_at=NOW - 200 * DAY)
     log = tmp_path / "access.log"
     ctx = JobContext(config.load({"PROXYOS_DATABASE_URL": any_url, "PROXYOS_ACCESS_LOG": str(log),
                                   "PROXYOS_QUEUE_URL": f"sqlite:///{tmp_path}/queue.db"}),

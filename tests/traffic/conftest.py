@@ -1,4 +1,4 @@
-"""Fixtures of the traffic tests (helpers are in traffic_helpers.py)."""
+"""Fixtures of the traffic tests (what they share with others is in tests/toolkit)."""
 
 from __future__ import annotations
 

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored, uncount
 
 from db.engine import write_transaction
 from db.schema import access_log, routes, traffic_metrics, traffic_rollups
 from tasks.traffic import aggregate_sql
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
+from tests.toolkit.caddy_log import append, caddy_line, random_lines
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW, recount, stored, uncount
 
 HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def loaded(any_engine, log_path):
     for i, host in enumerate(HOSTS):
-        add_route(any_engine, f"r{i}", host)
+        add_route(any_engine, host, id=f"r{i}")
     append(log_path, "".join(random_lines(random.Random(7), HOSTS, 3000, NOW - 3 * 3600, 3 * 3600)))
     ingest(any_engine, log_path, batch_lines=1000, keep_per_route=0)
     uncount(any_engine)
@@ -91,7 +93,7 @@ def test_late_rows_correct_their_already_aggregated_buckets(loaded, log_path):
 
 
 def test_the_open_bucket_is_up_to_date_after_every_ingest_run(any_engine, log_path):
-    add_route(any_engine, "r0", "a.example.com")
+    add_route(any_engine, "a.example.com", id="r0")
     for i in range(3):
         append(log_path, caddy_line("a.example.com", NOW + i))
         ingest(any_engine, log_path)  # no aggregate run in between
@@ -104,7 +106,7 @@ def test_the_open_bucket_is_up_to_date_after_every_ingest_run(any_engine, log_pa
 
 
 def test_rows_proxyos_wrote_itself_are_not_counted_again(any_engine, log_path):
-    add_route(any_engine, "r0", "a.example.com")
+    add_route(any_engine, "a.example.com", id="r0")
     with write_transaction(any_engine) as conn:  # a row from before the workers: no seq
         conn.execute(access_log.insert().values(id="legacy", route_id="r0", status_code=200,
                                                 latency_ms=5, bytes_out=1, recorded_at=NOW - 1))
@@ -140,7 +142,7 @@ CRASH_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("event", ["before_commit", "committed"])
 def test_a_killed_process_then_a_rerun_gives_exact_totals(engine, sqlite_url, log_path, event):
     for i, host in enumerate(HOSTS):
-        add_route(engine, f"r{i}", host)
+        add_route(engine, host, id=f"r{i}")
     append(log_path, "".join(random_lines(random.Random(3), HOSTS, 2000, NOW - 7200, 7200)))
     ingest(engine, log_path, keep_per_route=0)
     uncount(engine)

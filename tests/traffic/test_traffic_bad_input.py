@@ -15,13 +15,14 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from traffic_helpers import add_route, append, caddy_line
 
 from db.schema import access_log, traffic_metrics
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.caddy import normalize_host
 from tasks.traffic.ingest import Limits, ingest, read_position
 from tasks.traffic.logfile import MAX_LINE_BYTES, NotARegularFile
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
 
 HOST = "good-route-7f3a9c.example.test"  # no strategy below produces it by chance
 
@@ -64,7 +65,7 @@ OUT_OF_RANGE = {
 
 @pytest.mark.parametrize("name", list(OUT_OF_RANGE))
 def test_a_value_out_of_range_is_one_malformed_line_and_the_rest_is_counted(any_engine, log_path, name):
-    add_route(any_engine, "r1", HOST)
+    add_route(any_engine, HOST, id="r1")
     append(log_path, good(2) + OUT_OF_RANGE[name] + good(3))
     summary = ingest(any_engine, log_path)
     assert (summary["inserted"], summary["malformed"]) == (5, 1)
@@ -80,7 +81,7 @@ def test_a_value_out_of_range_is_one_malformed_line_and_the_rest_is_counted(any_
 
 
 def test_huge_hosts_are_malformed_and_never_cached_or_echoed(engine, log_path, caplog):
-    add_route(engine, "r1", HOST)
+    add_route(engine, HOST, id="r1")
     before = normalize_host.cache_info().currsize
     huge = ["h" * 100_000 + f"{i}.example.test" for i in range(50)]
     append(log_path, "".join(caddy_line(h, _now() - 60) for h in huge) + good(1))
@@ -92,7 +93,7 @@ def test_huge_hosts_are_malformed_and_never_cached_or_echoed(engine, log_path, c
 
 
 def test_an_endless_last_line_is_skipped_once_not_read_again_every_run(engine, log_path):
-    add_route(engine, "r1", HOST)
+    add_route(engine, HOST, id="r1")
     append(log_path, good(2) + "x" * (MAX_LINE_BYTES + 10))  # no newline: still being written?
     first = ingest(engine, log_path)
     assert (first["inserted"], first["malformed"]) == (2, 1)
@@ -104,7 +105,7 @@ def test_an_endless_last_line_is_skipped_once_not_read_again_every_run(engine, l
 
 
 def test_an_overlong_line_in_the_middle_is_skipped_up_to_its_newline(engine, log_path):
-    add_route(engine, "r1", HOST)
+    add_route(engine, HOST, id="r1")
     append(log_path, good(1) + "y" * (3 * MAX_LINE_BYTES) + "\n" + good(2))
     summary = ingest(engine, log_path)
     assert (summary["inserted"], summary["malformed"]) == (3, 1)
@@ -136,7 +137,7 @@ def _raises(call):
 
 
 def test_a_run_reads_at_most_its_limit_and_the_next_run_goes_on(any_engine, log_path):
-    add_route(any_engine, "r1", HOST)
+    add_route(any_engine, HOST, id="r1")
     append(log_path, good(300))
     one_batch = len(good(100).encode())
     first = ingest(any_engine, log_path, batch_lines=100, limits=Limits(bytes=one_batch))
@@ -181,7 +182,7 @@ def test_no_line_stops_ingest_and_every_good_line_is_counted(any_engine, log_pat
     line (and the hostile ones that happen to be valid requests); every other non-blank
     line is malformed or for an unknown host."""
     if not log_path.exists():
-        add_route(any_engine, "r1", HOST)
+        add_route(any_engine, HOST, id="r1")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.touch()
     before = minutes_total(any_engine)
@@ -207,7 +208,7 @@ def test_a_stored_histogram_nested_too_deep_counts_as_empty_and_counting_goes_on
     from db.schema import traffic_rollups
     from tasks.traffic.histogram import decode
 
-    add_route(engine, "r1", HOST)
+    add_route(engine, HOST, id="r1")
     at = _now() - 60
     append(log_path, good(1, at))
     ingest(engine, log_path)

@@ -11,13 +11,15 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from traffic_helpers import NOW, add_route, append, caddy_line, random_lines, recount, stored, uncount
 
 from db.engine import write_transaction
 from db.schema import access_log, traffic_metrics, traffic_rollups
 from tasks.traffic import ring
 from tasks.traffic.aggregate import aggregate, pending
 from tasks.traffic.ingest import ingest
+from tests.toolkit.caddy_log import append, caddy_line, random_lines
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW, recount, stored, uncount
 
 HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
 
@@ -35,7 +37,7 @@ def minutes_total(engine) -> int:
 
 def test_every_line_is_in_the_minutes_after_each_ingest_run(any_engine, log_path):
     for i, host in enumerate(HOSTS):
-        add_route(any_engine, f"r{i}", host)
+        add_route(any_engine, host, id=f"r{i}")
     rng = random.Random(5)
     sent = 0
     for run in range(4):
@@ -52,7 +54,7 @@ def test_every_line_is_in_the_minutes_after_each_ingest_run(any_engine, log_path
 
 
 def test_a_backlog_is_counted_by_the_next_ingest_run(any_engine, log_path):
-    add_route(any_engine, "r0", HOSTS[0])
+    add_route(any_engine, HOSTS[0], id="r0")
     append(log_path, "".join(random_lines(random.Random(1), HOSTS[:1], 300, NOW - 600, 600)))
     ingest(any_engine, log_path, keep_per_route=0)
     uncount(any_engine)  # as after an upgrade from workers that did not count on ingest
@@ -62,7 +64,7 @@ def test_a_backlog_is_counted_by_the_next_ingest_run(any_engine, log_path):
 
 
 def test_an_aggregate_run_racing_an_ingest_run_counts_each_row_once(any_engine, log_path):
-    add_route(any_engine, "r0", HOSTS[0])
+    add_route(any_engine, HOSTS[0], id="r0")
     append(log_path, "".join(random_lines(random.Random(2), HOSTS[:1], 500, NOW - 900, 900)))
     ingest(any_engine, log_path, keep_per_route=0)
     uncount(any_engine)
@@ -80,7 +82,7 @@ def test_an_aggregate_run_racing_an_ingest_run_counts_each_row_once(any_engine, 
 
 def test_after_each_ingest_run_no_route_holds_more_than_the_cap(any_engine, log_path):
     for i, host in enumerate(HOSTS):
-        add_route(any_engine, f"r{i}", host)
+        add_route(any_engine, host, id=f"r{i}")
     rng = random.Random(9)
     for run in range(3):
         lines = random_lines(rng, HOSTS, 160, NOW + run * 10, 10)  # many rows share a second
@@ -100,7 +102,7 @@ def test_after_each_ingest_run_no_route_holds_more_than_the_cap(any_engine, log_
 
 
 def test_the_cap_keeps_exactly_the_newest_rows_proxyos_rows_included(any_engine, log_path):
-    add_route(any_engine, "r0", HOSTS[0])
+    add_route(any_engine, HOSTS[0], id="r0")
     with write_transaction(any_engine) as conn:  # ProxyOS's own rows: older, no seq
         conn.execute(access_log.insert(), [
             {"id": f"proxyos-{i}", "route_id": "r0", "recorded_at": NOW - 1000 + i} for i in range(30)])
@@ -123,7 +125,7 @@ def stop_after_first(event: str, number: int) -> None:
 
 
 def test_a_row_not_yet_counted_is_never_trimmed(any_engine, log_path):
-    add_route(any_engine, "r0", HOSTS[0])
+    add_route(any_engine, HOSTS[0], id="r0")
     append(log_path, "".join(caddy_line(HOSTS[0], NOW + i) for i in range(50)))
     ingest(any_engine, log_path, keep_per_route=0)
     uncount(any_engine)  # every row waits for the aggregate
@@ -138,7 +140,7 @@ def test_a_row_not_yet_counted_is_never_trimmed(any_engine, log_path):
 
 @pytest.mark.parametrize("keep", [0, 1])
 def test_the_cap_can_be_turned_off_or_down_to_one(engine, log_path, keep):
-    add_route(engine, "r0", HOSTS[0])
+    add_route(engine, HOSTS[0], id="r0")
     append(log_path, "".join(caddy_line(HOSTS[0], NOW) for _ in range(7)))
     ingest(engine, log_path, keep_per_route=keep)
     assert per_route(engine) == {"r0": keep or 7}
@@ -165,7 +167,7 @@ def test_the_ring_keeps_exactly_the_newest_rows_and_the_minutes_count_every_line
     upgrade(engine)
     log = work / "access.log"
     for i, host in enumerate(HOSTS):
-        add_route(engine, f"r{i}", host)
+        add_route(engine, host, id=f"r{i}")
     sent: list[tuple[str, int, int]] = []  # (route, recorded_at, order)
     for lines in runs:
         append(log, "".join(caddy_line(host, NOW + second, uri=f"/{len(sent) + j}")

@@ -6,20 +6,20 @@ import json
 import time
 
 import pytest
-from traffic_helpers import add_route, append, caddy_line
 
 from db.engine import create_engine
 from db.migrate import upgrade
-
-from support import run_cli
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.processes import run_cli
 
 
 @pytest.fixture
 def env(worker_env, sqlite_url, log_path):
     engine = create_engine(sqlite_url)
     upgrade(engine)
-    add_route(engine, "r-app", "app.example.com")
-    add_route(engine, "r-api", "api.example.com")
+    add_route(engine, "app.example.com", id="r-app")
+    add_route(engine, "api.example.com", id="r-api")
     engine.dispose()
     return {**worker_env, "PROXYOS_ACCESS_LOG": str(log_path)}
 

@@ -8,13 +8,15 @@ import random
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line
 
 from db.schema import access_log
 from tasks.traffic import histogram
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
 from tasks.traffic.report import traffic_by_route
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW
 
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -98,7 +100,7 @@ def test_adding_stored_histograms_equals_adding_their_counts(seed):
 def test_the_aggregate_replaces_a_broken_stored_histogram_and_adds_to_a_good_one(any_engine, log_path):
     """The merge in the upsert (a function on SQLite, SQL on PostgreSQL) keeps
     `add_encoded`'s rules: counters add up either way."""
-    add_route(any_engine, "r0", "a.example.com")
+    add_route(any_engine, "a.example.com", id="r0")
     append(log_path, "".join(caddy_line("a.example.com", NOW - 30 - i, duration=0.005) for i in range(3)))
     ingest(any_engine, log_path)
     aggregate(any_engine)
@@ -119,8 +121,8 @@ def test_the_aggregate_replaces_a_broken_stored_histogram_and_adds_to_a_good_one
 
 
 def test_stored_percentiles_over_a_range_match_the_raw_rows(any_engine, log_path):
-    add_route(any_engine, "r0", "a.example.com")
-    add_route(any_engine, "r1", "b.example.com")
+    add_route(any_engine, "a.example.com", id="r0")
+    add_route(any_engine, "b.example.com", id="r1")
     rng = random.Random(11)
     lines = []
     for _ in range(4000):

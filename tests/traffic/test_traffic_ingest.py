@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, recount, stored
 
 from db.engine import write_transaction
 from db.schema import access_log
@@ -19,6 +18,9 @@ from tasks.traffic.caddy import MalformedLine, normalize_host, parse_line
 from tasks.traffic.ingest import Ingester, PositionMoved, ingest, read_position
 from tasks.traffic.logfile import plan
 from tasks.traffic.routing import HostMap
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW, count_rows, recount, stored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +39,7 @@ def expected(first: int, count: int) -> list[str]:
 
 
 def test_lines_become_rows_with_their_route_and_fields(any_engine, log_path):
-    add_route(any_engine, "r1", "app.example.com", ["www.example.com", "*.apps.example.com"])
+    add_route(any_engine, "app.example.com", id="r1", aliases=["www.example.com", "*.apps.example.com"])
     append(log_path, caddy_line("App.Example.COM:8443", NOW + 0.75, status=503, duration=0.2505,
                                 size=512, uri="/a?b=1", method="POST"))
     append(log_path, caddy_line("www.example.com.", NOW + 1))
@@ -81,7 +83,7 @@ def test_iso_timestamps_are_accepted():
 
 
 def test_malformed_and_unmatched_lines_are_counted_and_the_rest_goes_on(engine, log_path, caplog):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 2) + "garbage line\n" + '{"ts": 1}\n'
            + caddy_line("unknown.example.net", NOW) + "\n" + numbered("app.example.com", 2, 2))
     summary = ingest(engine, log_path)
@@ -99,7 +101,7 @@ def test_malformed_and_unmatched_lines_are_counted_and_the_rest_goes_on(engine, 
 
 
 def test_a_half_written_line_waits_for_its_end(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     whole = caddy_line("app.example.com", NOW, uri="/n/000001")
     append(log_path, numbered("app.example.com", 0, 1) + whole[:40])
     assert ingest(engine, log_path)["inserted"] == 1
@@ -110,7 +112,7 @@ def test_a_half_written_line_waits_for_its_end(engine, log_path):
 
 
 def test_rotation_by_rename_finishes_the_old_file_first(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 5))
     ingest(engine, log_path)
     append(log_path, numbered("app.example.com", 5, 3))  # written before the rotation
@@ -126,7 +128,7 @@ def test_rotation_by_rename_finishes_the_old_file_first(engine, log_path):
 
 
 def test_a_rotated_file_with_an_unterminated_last_line_gives_that_line(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 2).rstrip("\n"))
     assert ingest(engine, log_path)["inserted"] == 1
     log_path.rename(log_path.with_name("access.log.1"))
@@ -136,7 +138,7 @@ def test_a_rotated_file_with_an_unterminated_last_line_gives_that_line(engine, l
 
 
 def test_copy_truncate_reads_the_rest_of_the_copy_then_the_file_from_its_start(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 5))
     ingest(engine, log_path)
     append(log_path, numbered("app.example.com", 5, 2))
@@ -151,7 +153,7 @@ def test_copy_truncate_reads_the_rest_of_the_copy_then_the_file_from_its_start(e
 
 
 def test_copy_truncate_that_grew_past_the_old_offset_is_still_noticed(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 2))
     ingest(engine, log_path)
     log_path.with_name("access.log.1").write_bytes(log_path.read_bytes())
@@ -163,7 +165,7 @@ def test_copy_truncate_that_grew_past_the_old_offset_is_still_noticed(engine, lo
 
 
 def test_a_vanished_rotated_file_is_reported(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 2))
     ingest(engine, log_path)
     log_path.unlink()
@@ -180,7 +182,7 @@ def test_no_log_file_is_a_skip_with_a_clear_reason(engine, tmp_path):
 
 
 def test_a_second_run_that_read_the_same_lines_cannot_commit_them(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 10))
     ingest(engine, log_path, batch_lines=4)  # creates the position row
     append(log_path, numbered("app.example.com", 10, 10))
@@ -212,7 +214,7 @@ CRASH_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("in_process", ["no", "yes"])  # the lines read here, or in a second process
 @pytest.mark.parametrize("event", ["before_commit", "committed"])
 def test_a_crash_between_batches_loses_and_duplicates_nothing(engine, sqlite_url, log_path, event, in_process):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 30) + "junk\n" + numbered("app.example.com", 30, 20))
     done = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, sqlite_url, str(log_path), event, "3", in_process],
@@ -244,7 +246,7 @@ def ingested(engine) -> list[str]:
 
 
 def test_on_a_database_proxyos_filled_the_lines_it_stored_are_not_stored_again(any_engine, log_path):
-    add_route(any_engine, "r1", "app.example.com")
+    add_route(any_engine, "app.example.com", id="r1")
     proxyos_stored(any_engine, NOW + 9)  # ProxyOS stored requests up to NOW + 9
     append(log_path, numbered("app.example.com", 0, 20))  # requests at NOW .. NOW + 19
     summary = ingest(any_engine, log_path)
@@ -258,7 +260,7 @@ def test_on_a_database_proxyos_filled_the_lines_it_stored_are_not_stored_again(a
 
 
 def test_a_first_ingest_stopped_midway_still_skips_what_proxyos_stored(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     proxyos_stored(engine, NOW + 29)
     append(log_path, numbered("app.example.com", 0, 40))
 
@@ -272,7 +274,7 @@ def test_a_first_ingest_stopped_midway_still_skips_what_proxyos_stored(engine, l
 
 
 def test_without_rows_from_proxyos_every_line_is_stored(engine, log_path):
-    add_route(engine, "r1", "app.example.com")
+    add_route(engine, "app.example.com", id="r1")
     append(log_path, numbered("app.example.com", 0, 10))
     summary = ingest(engine, log_path)
     assert "already_stored" not in summary

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, count_rows, uncount
 
 from db.engine import sqlite_path, write_transaction
 from db.schema import access_log, audit_log, health_checks, task_runs, traffic_metrics, traffic_rollups
@@ -21,6 +20,9 @@ from tasks.retention.rules import DAY_S, Rule
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
 from tasks.traffic.retention import TrafficRetention
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW, count_rows, uncount
 from workers.settings import retention as settings_retention
 from workers.settings.retention import RetentionSettings
 
@@ -60,7 +62,7 @@ def test_every_area_declares_its_rules_with_the_issue_defaults():
 
 
 def test_prune_never_deletes_a_row_that_is_not_aggregated(any_engine, log_path):
-    add_route(any_engine, "r0", "a.example.com")
+    add_route(any_engine, "a.example.com", id="r0")
     old = NOW - 10 * DAY_S
     append(log_path, "".join(caddy_line("a.example.com", old + i, uri=f"/{i}") for i in range(30)))
     append(log_path, "".join(caddy_line("a.example.com", NOW - 60, uri="/new") for _ in range(5)))
@@ -87,8 +89,8 @@ def test_prune_never_deletes_a_row_that_is_not_aggregated(any_engine, log_path):
 
 
 def test_a_per_route_cap_keeps_the_newest_counted_rows(engine, log_path):
-    add_route(engine, "r0", "a.example.com")
-    add_route(engine, "r1", "b.example.com")
+    add_route(engine, "a.example.com", id="r0")
+    add_route(engine, "b.example.com", id="r1")
     append(log_path, "".join(caddy_line("a.example.com", NOW - 100 + i) for i in range(50)))
     append(log_path, "".join(caddy_line("b.example.com", NOW - 100 + i) for i in range(5)))
     ingest(engine, log_path, keep_per_route=0)
@@ -113,8 +115,8 @@ def _checks(engine, route: str, ages_days: list[float]) -> None:
 
 
 def test_health_checks_keep_the_newest_100_per_route_and_nothing_older_than_30_days(any_engine):
-    add_route(any_engine, "busy", "busy.example.com")
-    add_route(any_engine, "quiet", "quiet.example.com")
+    add_route(any_engine, "busy.example.com", id="busy")
+    add_route(any_engine, "quiet.example.com", id="quiet")
     _checks(any_engine, "busy", [i / 100 for i in range(150)] + [31 + i for i in range(20)])
     _checks(any_engine, "quiet", [i for i in range(40)])  # 0..39 days old
     run_prune(any_engine)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from traffic_helpers import NOW, add_route, append, caddy_line, recount, stored
 
 from db.engine import create_engine
 from db.migrate import upgrade
@@ -22,6 +21,9 @@ from tasks.traffic.logfile import Position, Segment
 from tasks.traffic.parse_process import ParseProcessDied, batches_from_a_process, worth_a_process
 from tasks.traffic.reader import Limits, Reading
 from tasks.traffic.routing import HostMap
+from tests.toolkit.caddy_log import append, caddy_line
+from tests.toolkit.factories import add_route
+from tests.toolkit.traffic import NOW, recount, stored
 
 HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
 
@@ -43,7 +45,7 @@ def fresh_engine(path: Path) -> sa.Engine:
     engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
     for i, host in enumerate(HOSTS):
-        add_route(engine, f"r{i}", host)
+        add_route(engine, host, id=f"r{i}")
     return engine
 
 
@@ -101,7 +103,7 @@ def the_reading_process() -> int:
 
 def test_a_reading_process_killed_mid_run_fails_the_run_and_the_next_run_loses_nothing(engine, log_path):
     for i, host in enumerate(HOSTS):
-        add_route(engine, f"r{i}", host)
+        add_route(engine, host, id=f"r{i}")
     append(log_path, lines(0, 3000))  # far more than the pipe holds: the child is still reading
 
     def kill_the_reader(event: str, number: int) -> None:

@@ -395,3 +395,8 @@ class Api:
                         self._add("powerdns", name, record["content"].strip('"'), rrset["ttl"])
             return 204, {}, b""
         return self._json(405, {"error": "Method not allowed"})
+
+
+def start_provider_apis() -> Api:
+    """The providers' APIs on a free loopback port, served by threads."""
+    return Api()

@@ -1,5 +1,5 @@
-"""Processes for fault tests: consumers, a private PostgreSQL server; `wait_until` (from
-support) for the state they write."""
+"""A PostgreSQL server of a test's own, that the test may stop and start without
+disturbing the machine's server."""
 
 from __future__ import annotations
 
@@ -7,51 +7,16 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from support import wait_until  # noqa: F401  (the fault tests import it from here)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Consumer:
-    """`proxyos-worker run ...` in a new process, logging to a file (a pipe could fill up)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", *args], env=env, stdout=self._log, stderr=self._log
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=timeout)
-        self._log.close()
-        return code
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=30)
-        self._log.close()
+from ..processes import free_port
 
 
 class PostgresServer:
-    """A throw-away PostgreSQL cluster on a free port, run as the `postgres` user, that a
-    test may stop and start without disturbing the machine's own server."""
+    """A throw-away PostgreSQL cluster on a free port, run as the `postgres` user.
+    `stop()` and `start()` are the fault a test makes; `close()` removes it."""
 
     def __init__(self) -> None:
         candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
@@ -88,3 +53,9 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    """Raises RuntimeError (or OSError) where it cannot run: without Debian's
+    postgresql package, or without root."""
+    return PostgresServer()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import requests
 from cryptography import x509
-from servers import _wait_for, free_port, stop_process
+
+from ..processes import free_port, stop_process, wait_for_start
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Caddy:
             except requests.RequestException:
                 return False
 
-        _wait_for(ready, "caddy", self.proc, self.log)
+        wait_for_start(ready, "caddy", self.proc, self.log)
 
     def stop(self) -> None:
         if self.proc is not None:

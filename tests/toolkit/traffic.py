@@ -1,14 +1,77 @@
-"""Traffic totals recounted from the raw data: `access_log` against the lines of the log
-file up to the committed read position, `traffic_metrics` against `access_log`, and the
-rollups in `traffic_rollups` against the minutes."""
+"""The traffic tables recounted from the raw data: `recount` and `stored` (every bucket,
+in Python, from the access_log rows that carry a seq), `check_traffic` (the tables exact
+while workers write: access_log against the log file's lines up to the committed read
+position, the minutes against access_log, the rollups against the minutes)."""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import sqlalchemy as sa
 
-SUMS = ("requests", "bytes", "errors", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "latency_sum_ms")
+from db.engine import write_transaction
+from db.schema import access_log, traffic_metrics, traffic_rollups
+from tasks.traffic import histogram, state
+
+NOW = 1_764_000_000  # a fixed "now" (2025-11-24T16:00:00Z), on a whole day
+
+SIZES_MS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+FIELDS = ("requests", "bytes", "errors", "status_2xx", "status_3xx", "status_4xx",
+          "status_5xx", "latency_sum_ms")
+
+
+def recount(engine) -> dict:
+    """Every bucket recomputed in Python from the raw access_log rows that carry a seq."""
+    expected: dict = defaultdict(Counter)
+    hists: dict = defaultdict(Counter)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(access_log).where(access_log.c.seq.is_not(None))).mappings()
+        for r in rows:
+            status = r["status_code"] or 0
+            for size, width in SIZES_MS.items():
+                ts_ms = r["recorded_at"] * 1000
+                key = (r["route_id"], size, ts_ms - ts_ms % width)
+                c = expected[key]
+                c["requests"] += 1
+                c["bytes"] += r["bytes_out"] or 0
+                c["errors"] += status >= 500
+                c["status_2xx"] += 200 <= status <= 299
+                c["status_3xx"] += 300 <= status <= 399
+                c["status_4xx"] += 400 <= status <= 499
+                c["status_5xx"] += 500 <= status <= 599
+                c["latency_sum_ms"] += r["latency_ms"] or 0
+                if r["latency_ms"] is not None:
+                    hists[key][histogram.bin_of(r["latency_ms"])] += 1
+    return {k: ({f: v[f] for f in FIELDS}, dict(hists[k])) for k, v in expected.items()}
+
+
+def stored(engine) -> dict:
+    """Every bucket the workers keep: the minutes and the rollups."""
+    with engine.connect() as conn:
+        rows = [*conn.execute(sa.select(traffic_metrics)).mappings(),
+                *conn.execute(sa.select(traffic_rollups)).mappings()]
+    return {
+        (r["route_id"], r["bucket"], r["bucket_ts"]): (
+            {f: r[f] for f in FIELDS}, histogram.decode(r["latency_hist"])
+        )
+        for r in rows
+    }
+
+
+def count_rows(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+
+
+def uncount(engine) -> None:
+    """Turn what ingest stored into a backlog: no buckets, the watermark back at 0 (as
+    after an upgrade from workers that left counting to the aggregate job)."""
+    with write_transaction(engine) as conn:
+        conn.execute(sa.delete(traffic_metrics))
+        conn.execute(sa.delete(traffic_rollups))
+        state.compare_and_set(conn, state.AGGREGATED_SEQ, state.read(conn, state.AGGREGATED_SEQ), 0)
+
 
 RECOUNT = """
 SELECT route_id, (recorded_at / 60) * 60000 AS bucket_ts,
@@ -42,11 +105,11 @@ def check_traffic(engine: sa.Engine, log_file: Path) -> dict[str, int]:
         watermark = _state(conn, "aggregated_seq")
         recount = {(r[0], int(r[1])): tuple(int(v) for v in r[2:])
                    for r in conn.execute(sa.text(RECOUNT), {"watermark": watermark})}
-        columns = ", ".join(SUMS)
+        columns = ", ".join(FIELDS)
         stored = {(r[0], int(r[1])): tuple(int(v) for v in r[2:]) for r in conn.execute(sa.text(
             f"SELECT route_id, bucket_ts, {columns} FROM traffic_metrics WHERE bucket = '1m'"))}
         rollups = {bucket: tuple(int(v or 0) for v in conn.execute(sa.text(
-            f"SELECT {', '.join(f'sum({s})' for s in SUMS)} FROM {table} WHERE bucket = :b"),
+            f"SELECT {', '.join(f'sum({s})' for s in FIELDS)} FROM {table} WHERE bucket = :b"),
             {"b": bucket}).one()) for table, bucket in (("traffic_metrics", "1m"), ("traffic_rollups", "1h"),
                                                          ("traffic_rollups", "1d"))}
         others = conn.execute(sa.text("SELECT count(*) FROM traffic_metrics WHERE bucket <> '1m'")).scalar()

@@ -105,6 +105,9 @@ class QueueConfig:
         return str(Path(self.location).resolve())
 
 
+DEFAULT_QUEUE_POLL_S = 5.0
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -115,6 +118,7 @@ class Settings:
     log_format: str
     busy_timeout_ms: int
     shutdown_timeout_s: float
+    queue_poll_s: float = DEFAULT_QUEUE_POLL_S  # PROXYOS_QUEUE_POLL: see consumer.DoorbellWorker
     secret: str | None = field(default=None, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     jobs: JobSelection = field(default_factory=JobSelection)  # PROXYOS_JOBS
@@ -206,6 +210,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=env_choice(env, "PROXYOS_LOG_FORMAT", "text", ("text", "json")),
         busy_timeout_ms=env_int(env, "PROXYOS_BUSY_TIMEOUT_MS", 5000, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS),
         shutdown_timeout_s=env_float(env, "PROXYOS_SHUTDOWN_TIMEOUT", 30.0, maximum=86_400.0),
+        queue_poll_s=env_float(env, "PROXYOS_QUEUE_POLL", DEFAULT_QUEUE_POLL_S, minimum=0.1, maximum=60.0),
         secret=secret,
         env=env,
         jobs=job_selection.from_env(env),

@@ -22,10 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
+from db.leases import process_alive
 from db.schema import task_runs
 from db.sql import driver_mark
-
-from .leases import process_alive
 
 log = logging.getLogger("proxyos.history")
 
@@ -61,7 +60,8 @@ class RunHistory:
         self._new: dict[str, dict[str, Any]] = {}  # rows not yet in the table
         self._finished: dict[str, dict[str, Any]] = {}  # rows in the table, now finished
         self._not_before: dict[str, float] = {}  # deferred starts: run id -> when to write it
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set only by close()
+        self._arrived = threading.Event()  # a record came: the writer sleeps until one does
         self._stopped = False
         self._thread: threading.Thread | None = None
 
@@ -76,6 +76,7 @@ class RunHistory:
             self._new[row["id"]] = row
             if defer:
                 self._not_before[row["id"]] = time.monotonic() + DEFER_S
+        self._arrived.set()
         self._ensure_writer()
 
     def discard(self, run_id: str) -> bool:
@@ -97,6 +98,7 @@ class RunHistory:
                 self._finished[run_id] = {"run_id": run_id, **values}
             if len(self._new) + len(self._finished) > MAX_PENDING:
                 self._drop_oldest()
+        self._arrived.set()
 
     def flush(self, everything: bool = False) -> None:
         with self._lock:
@@ -122,6 +124,7 @@ class RunHistory:
     def close(self) -> None:
         self._stopped = True
         self._wake.set()
+        self._arrived.set()
         if self._thread:
             self._thread.join(timeout=10)
         if self.buffered:
@@ -136,12 +139,24 @@ class RunHistory:
 
     def _run(self) -> None:
         while not self._stopped:
-            self._wake.wait(self.interval)  # set only by close()
+            self._arrived.wait(self._until_due())  # idle: no wake-ups until a record comes
+            self._arrived.clear()
+            self._wake.wait(self.interval)  # gather one interval's records into one transaction
             try:
                 self.flush()
             except Exception as exc:  # the database is busy or down: try again shortly
                 log.warning("could not write run history yet: %s", exc)
                 self._wake.wait(1.0)
+
+    def _until_due(self) -> float | None:
+        """Seconds until a record is due to be written: 0 for one waiting, the time left
+        for a held-back start, None for none at all."""
+        with self._lock:
+            if self._finished or len(self._new) > len(self._not_before):
+                return 0.0
+            if self._not_before:
+                return max(min(self._not_before.values()) - time.monotonic(), 0.0)
+            return None
 
     def _drop_oldest(self) -> None:
         oldest = next(iter(self._finished or self._new))

@@ -7,6 +7,7 @@ are not stored in the queue. What a run did is in `task_runs`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,6 +27,43 @@ ATTEMPT = "attempt"  # how often an on-demand request found its job busy so far
 MAX_RETRY_DELAY_S = 30.0
 
 
+class Doorbell:
+    """Wakes this process's idle worker threads when it has put a task on the queue
+    (a periodic tick, a job's follow-up, a retry falling due), so that they need not poll
+    a queue that cannot tell them (SQLite) often to start those at once."""
+
+    def __init__(self) -> None:
+        self._bell = threading.Condition()
+        self._closed = False
+
+    def ring(self) -> None:
+        with self._bell:
+            self._bell.notify()
+
+    def close(self) -> None:
+        """Wake every sleeper, now and from now on (the consumer is stopping)."""
+        with self._bell:
+            self._closed = True
+            self._bell.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        with self._bell:
+            if not self._closed:
+                self._bell.wait(seconds)
+
+
+class RingingSqliteHuey(SqliteHuey):
+    """A SQLite queue that rings its `doorbell` after each task it stores."""
+
+    doorbell: Doorbell | None = None
+
+    def enqueue(self, task):
+        result = super().enqueue(task)
+        if self.doorbell is not None:
+            self.doorbell.ring()
+        return result
+
+
 def build_huey(queue: QueueConfig, create: bool = True) -> Huey:
     """The queue; with `create` False, a SQLite queue file that is not there yet is not
     made (an empty queue in memory stands for it: nothing is pending in it)."""
@@ -38,7 +76,7 @@ def build_huey(queue: QueueConfig, create: bool = True) -> Huey:
     # Create the file private before SQLite opens it: the queue is nobody else's business.
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     os.chmod(path, 0o600)
-    return SqliteHuey(QUEUE_NAME, filename=str(path), results=False)
+    return RingingSqliteHuey(QUEUE_NAME, filename=str(path), results=False)
 
 
 def retry_delay(attempt: int) -> float:

@@ -114,6 +114,9 @@ class Job:
     hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
     area: str = ""  # its area in workers.jobs.AREAS (health, certs, traffic, backup)
     feeds: tuple[str, ...] = ()  # jobs it hands its work to: PROXYOS_JOBS keeps them together
+    # The scheduler's read-only look once it has claimed a tick: why a run would certainly
+    # find nothing to do (the tick is then not enqueued at all), or None to enqueue it.
+    nothing_to_do: Callable[[JobContext], str | None] | None = None
 
 
 def discover() -> dict[str, Job]:

@@ -4,7 +4,10 @@ A job with `every = N` seconds has ticks at multiples of N since the epoch. Whoe
 moves `job_schedule.last_tick` forward first (a conditional UPDATE, atomic on SQLite and
 PostgreSQL) enqueues that tick's run; every other consumer sees the row already moved.
 A consumer that crashes after claiming loses at most that one tick; the next tick is
-claimed afresh. At start-up a job whose current tick has not run yet runs at once.
+claimed afresh. At start-up a job whose current tick has not run yet runs at once. A
+claimed tick of a job that can tell cheaply it has nothing to do (`Job.nothing_to_do`,
+read-only) is not enqueued: an idle worker does not pass a task through the queue every
+few seconds to find that out.
 Huey's own periodic scheduler is not used: it wakes once a minute, and some of our jobs
 run every few seconds.
 """
@@ -32,16 +35,23 @@ def current_tick(every: float, now: float) -> int:
 
 
 def claim_tick(engine: Engine, job: str, tick: int) -> bool:
-    """True for the one caller that moves the job's last tick forward to `tick`."""
+    """True for the one caller that moves the job's last tick forward to `tick` (or
+    writes the job's first row with it)."""
     now = time.time()
     with write_transaction(engine) as conn:
-        conn.execute(insert_or_ignore(conn, job_schedule).values(job=job, last_tick=0, updated_at=now))
         moved = conn.execute(
             job_schedule.update()
             .where(job_schedule.c.job == job, job_schedule.c.last_tick < tick)
             .values(last_tick=tick, updated_at=now)
         ).rowcount
-    return moved == 1
+        if moved:
+            return True
+        first = conn.execute(
+            insert_or_ignore(conn, job_schedule)
+            .values(job=job, last_tick=tick, updated_at=now)
+            .returning(job_schedule.c.job)
+        ).first()
+    return first is not None
 
 
 class PeriodicScheduler:
@@ -53,6 +63,7 @@ class PeriodicScheduler:
         clock: Callable[[], float] = time.time,
         interval: float = 1.0,
         report: Callable[[str, Exception], None] | None = None,
+        look: Callable[[Job], str | None] | None = None,
     ) -> None:
         self.engine = engine
         self.jobs = [job for job in jobs if job.every]
@@ -60,6 +71,8 @@ class PeriodicScheduler:
         self.clock = clock
         self.interval = interval
         self.report = report  # records, once per tick, that a job's tick could not be claimed
+        self._failed = False  # the last tick() could not schedule a job: try again in `interval`
+        self.look = look  # runs a job's `nothing_to_do`
         self._seen: dict[str, int] = {}
         self._reported: dict[str, int] = {}
         self._stop = threading.Event()
@@ -69,22 +82,36 @@ class PeriodicScheduler:
         """Enqueue every job whose tick has come and that this process claimed."""
         now = self.clock()
         enqueued = []
+        self._failed = False
         for job in self.jobs:
             tick = current_tick(job.every, now)
             if self._seen.get(job.name) == tick:
                 continue
             try:
                 if claim_tick(self.engine, job.name, tick):
-                    task_id = self.enqueue(job.name)
-                    enqueued.append(job.name)
-                    log.debug("enqueued %s for tick %s (task %s)", job.name, tick, task_id)
+                    idle = self._nothing_to_do(job)
+                    if idle:
+                        log.debug("job %s found nothing to do at tick %s: %s", job.name, tick, idle)
+                    else:
+                        task_id = self.enqueue(job.name)
+                        enqueued.append(job.name)
+                        log.debug("enqueued %s for tick %s (task %s)", job.name, tick, task_id)
                 self._seen[job.name] = tick
             except Exception as exc:  # the database or queue is down: retry next second
+                self._failed = True
                 log.warning("could not schedule %s: %s", job.name, exc)
                 if self.report and self._reported.get(job.name) != tick:
                     self._reported[job.name] = tick
                     self.report(job.name, exc)
         return enqueued
+
+    def _nothing_to_do(self, job: Job) -> str | None:
+        if self.look is None or job.nothing_to_do is None:
+            return None
+        try:
+            return self.look(job)
+        except Exception:  # the database is down, say: the run meets it and records it
+            return None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="proxyos-scheduler", daemon=True)
@@ -98,4 +125,12 @@ class PeriodicScheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.tick()
-            self._stop.wait(self.interval - (time.time() % self.interval))
+            self._stop.wait(self._until_next_tick(time.time()))
+
+    def _until_next_tick(self, now: float) -> float:
+        """Seconds to sleep: until the soonest next tick of any job (idle, the thread
+        wakes only when there is a tick to claim), or `interval` to retry a failure."""
+        if self._failed or not self.jobs:
+            return self.interval
+        soonest = min(current_tick(job.every, now) + job.every for job in self.jobs)
+        return max(soonest - now, 0.0)

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
 from db.schema import route_health_state, routes, stream_health_state, streams
@@ -62,41 +62,40 @@ def _route_interval(dialect: str) -> sa.ColumnElement:
     return sa.case((usable, every), else_=DEFAULT_INTERVAL).label("interval")
 
 
+def _needing_attention(conn: Connection, settings: HealthSettings, now: float) -> tuple[list, list]:
+    """(route rows, stream rows) that are due before `now + lookahead`, or whose schedule
+    must be set or re-timed: (id, interval, next_due_at)."""
+    horizon = now + settings.lookahead
+    stream_interval = max(settings.stream_interval, MIN_INTERVAL)
+    interval = _route_interval(conn.dialect.name)
+    route_rows = conn.execute(
+        sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
+        .select_from(routes.outerjoin(route_health_state, route_health_state.c.route_id == routes.c.id))
+        .where(ROUTE_ELIGIBLE)
+        .where(_needs_attention(route_health_state.c.next_due_at, horizon, now, interval, settings))
+    ).all()
+    stream_rows = conn.execute(
+        sa.select(streams.c.id, sa.literal(stream_interval).label("interval"), stream_health_state.c.next_due_at)
+        .select_from(streams.outerjoin(stream_health_state, stream_health_state.c.stream_id == streams.c.id))
+        .where(STREAM_ELIGIBLE)
+        .where(_needs_attention(stream_health_state.c.next_due_at, horizon, now, stream_interval, settings))
+    ).all()
+    return route_rows, stream_rows
+
+
+def nothing_due(engine: Engine, settings: HealthSettings, now: float) -> str | None:
+    """Why a dispatch would do nothing now (no write, no lock), or None when it has work."""
+    with engine.connect() as conn:
+        route_rows, stream_rows = _needing_attention(conn, settings, now)
+    return None if route_rows or stream_rows else "no route or stream due"
+
+
 def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]:
     """Claim every eligible route and stream due before `now + lookahead`, oldest first."""
     horizon = now + settings.lookahead
-    stream_interval = max(settings.stream_interval, MIN_INTERVAL)
     claimed: list[Due] = []
     with engine.connect() as conn:  # read first: the write lock is held only to write
-        interval = _route_interval(conn.dialect.name)
-        route_rows = conn.execute(
-            sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
-            .select_from(
-                routes.outerjoin(route_health_state, route_health_state.c.route_id == routes.c.id)
-            )
-            .where(ROUTE_ELIGIBLE)
-            .where(
-                _needs_attention(route_health_state.c.next_due_at, horizon, now, interval, settings)
-            )
-        ).all()
-        stream_rows = conn.execute(
-            sa.select(
-                streams.c.id,
-                sa.literal(stream_interval).label("interval"),
-                stream_health_state.c.next_due_at,
-            )
-            .select_from(
-                streams.outerjoin(
-                    stream_health_state, stream_health_state.c.stream_id == streams.c.id
-                )
-            )
-            .where(STREAM_ELIGIBLE)
-            .where(
-                _needs_attention(
-                    stream_health_state.c.next_due_at, horizon, now, stream_interval, settings
-                )
-            )
-        ).all()
+        route_rows, stream_rows = _needing_attention(conn, settings, now)
     writes = []
     for kind, table, key, rows in (
         ("route", route_health_state, "route_id", route_rows),

@@ -128,6 +128,12 @@ def pending(engine: Engine) -> tuple[int, int]:
         return state.read(conn, state.AGGREGATED_SEQ), state.read(conn, state.INGEST_SEQ)
 
 
+def nothing_to_count(engine: Engine) -> str | None:
+    """Why an aggregate run would do nothing now (every row is counted), or None."""
+    watermark, newest = pending(engine)
+    return "no rows left to count (ingest counts as it goes)" if watermark >= newest else None
+
+
 def aggregate(
     engine: Engine,
     *,

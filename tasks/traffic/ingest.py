@@ -39,7 +39,7 @@ from . import ring, state
 from .aggregate import aggregate, count_in_transaction
 from .aggregate import pending as aggregate_pending
 from .batches import Batch, Parsing
-from .logfile import Plan, Position, Segment, plan, with_fingerprint
+from .logfile import NotARegularFile, Plan, Position, Segment, plan, with_fingerprint
 from .parse_process import batches_from_a_process, worth_a_process
 from .reader import Limits, Reading, ready_batches
 from .routing import HostMap, load_host_map
@@ -272,6 +272,30 @@ def _trim(engine: Engine, routes: set[str], keep: int, started_at_seq: int) -> i
     with write_transaction(engine) as conn:
         state.raise_to(conn, state.RING_SEQ, newest)
     return deleted
+
+
+def nothing_new(engine: Engine, source: Path | str, keep_per_route: int = DEFAULT_KEEP_PER_ROUTE) -> str | None:
+    """Why an ingest run would certainly do nothing now, found without a write or a lock:
+    no log, or not a byte past the committed position, every row counted and (with a
+    cap) every route trimmed. None when a run may have work (it finds out itself)."""
+    source = Path(source)
+    with engine.connect() as conn:
+        committed = _load_position(conn, str(source))
+        newest = state.read(conn, state.INGEST_SEQ)
+        behind = state.read(conn, state.AGGREGATED_SEQ) < newest or (
+            keep_per_route > 0 and state.read(conn, state.RING_SEQ) < newest
+        )
+    if behind:
+        return None
+    try:
+        todo = plan(source, committed)
+        if not todo.segments and not todo.lost:
+            return f"no access log at {source}"
+        if todo.lost or len(todo.segments) != 1 or todo.segments[0].start != committed:
+            return None
+        return f"no new lines in {source}" if source.stat().st_size <= committed.offset else None
+    except (OSError, NotARegularFile):  # the run says so
+        return None
 
 
 def ingest(

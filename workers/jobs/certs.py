@@ -52,7 +52,7 @@ def _run_caddy_sync(ctx: JobContext, _options: dict) -> dict:
 
     settings = ctx.settings.area(certs_settings.load)
     if not settings.caddy_admin_url:
-        raise NothingToDo("PROXYOS_CADDY_ADMIN_URL is not set: no Caddy to load certificates into")
+        raise NothingToDo(_NO_CADDY)
     try:
         summary = sync_caddy(ctx.engine, settings, clock=ctx.clock)
     except CaddyError as exc:
@@ -60,6 +60,13 @@ def _run_caddy_sync(ctx: JobContext, _options: dict) -> dict:
     if not any(summary.get(key) for key in ("loaded", "removed", "waiting", "failed", "unreadable")):
         raise NothingToDo("Caddy holds every certificate the workers deploy", summary)  # a tick in step: no row
     return summary
+
+
+_NO_CADDY = "PROXYOS_CADDY_ADMIN_URL is not set: no Caddy to load certificates into"
+
+
+def _no_caddy(ctx: JobContext) -> str | None:
+    return None if ctx.settings.area(certs_settings.load).caddy_admin_url else _NO_CADDY
 
 
 def _render_caddy(summary: Mapping) -> str:
@@ -116,6 +123,7 @@ JOBS = [
         help="Load the workers' certificates into Caddy (PROXYOS_CADDY_ADMIN_URL) where they are "
         "missing or stale, by fingerprint; writes nothing when Caddy is in step.",
         run=_run_caddy_sync,
+        nothing_to_do=_no_caddy,
         every=MINUTE,
         example="proxyos-worker run-once caddy-sync",
         check_settings=certs_settings.load,

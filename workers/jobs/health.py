@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tasks.health.batch import BatchReport, run_batch
-from tasks.health.schedule import claim_due, split
+from tasks.health.schedule import claim_due, nothing_due, split
 from tasks.health.settings import MIN_INTERVAL
 from tasks.health.status import summary
 from tasks.health.store import load_routes, load_streams, route_ineligible_reason
@@ -174,6 +174,7 @@ JOBS = [
         name="health-dispatch",
         help="Enqueue the health checks that are due, in batches.",
         run=_dispatch,
+        nothing_to_do=lambda ctx: nothing_due(ctx.engine, ctx.settings.area(health_settings.load), ctx.clock()),
         every=MIN_INTERVAL,  # the dispatcher period the schedule assumes
         lease_seconds=60.0,
         check_settings=health_settings.load,

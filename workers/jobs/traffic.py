@@ -6,8 +6,8 @@ import sqlalchemy as sa
 
 from tasks.outcome import NothingToDo
 from tasks.retention.prune import prune
-from tasks.traffic.aggregate import aggregate, pending
-from tasks.traffic.ingest import ingest
+from tasks.traffic.aggregate import aggregate, nothing_to_count, pending
+from tasks.traffic.ingest import ingest, nothing_new
 from tasks.traffic.progress import ingest_progress
 
 from ..registry import Job, JobContext
@@ -22,6 +22,11 @@ def _run_ingest(ctx: JobContext, _options: dict) -> dict:
     if not (summary["batches"] or summary["counted"] or summary["trimmed"] or summary.get("lost")):
         raise NothingToDo(f"no new lines in {s.access_log}", summary)
     return summary
+
+
+def _nothing_to_ingest(ctx: JobContext) -> str | None:
+    s = ctx.settings.area(settings_traffic.load)
+    return nothing_new(ctx.engine, s.access_log, s.keep_per_route)
 
 
 def _run_aggregate(ctx: JobContext, _options: dict) -> dict:
@@ -69,6 +74,7 @@ JOBS = [
         help="Read new lines of Caddy's JSON access log (PROXYOS_ACCESS_LOG) into access_log, count them "
         "into the traffic_metrics minutes, and keep each route's newest rows.",
         run=_run_ingest,
+        nothing_to_do=_nothing_to_ingest,
         every=5.0,
         lease_seconds=30.0,
         example="PROXYOS_ACCESS_LOG=/data/proxyos/access.log proxyos-worker run-once ingest",
@@ -81,6 +87,7 @@ JOBS = [
         help="Count access_log rows not counted yet (a backlog; ingest counts as it goes) into the "
         "traffic_metrics 1m and traffic_rollups 1h/1d buckets, exactly once.",
         run=_run_aggregate,
+        nothing_to_do=lambda ctx: nothing_to_count(ctx.engine),
         every=60.0,
         lease_seconds=30.0,
         example="proxyos-worker run-once aggregate --json",

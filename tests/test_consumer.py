@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine
-from tests.toolkit.processes import run_cli, wait_until
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 from tests.toolkit.snapshots import file_mode
 from workers import config
 from workers.consumer import GracefulConsumer
@@ -50,10 +50,7 @@ def queue_env(request, worker_env, tmp_path):
 
 
 def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env, sqlite_url, tmp_path):
-    log = (tmp_path / "worker.log").open("w+")  # a file, not a pipe that could fill up and block
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "run", "--workers", "2"], env=queue_env, stdout=log, stderr=log
-    )
+    worker = Consumer(queue_env, tmp_path / "worker.log", "--workers", "2")
     try:
         # The daily backup's current tick has not run yet, so the scheduler enqueues it now.
         wait_until(lambda: _runs(sqlite_url, "backup"), what="the scheduled backup")
@@ -65,10 +62,8 @@ def test_run_consumes_scheduled_and_enqueued_jobs_and_stops_on_sigterm(queue_env
         assert [status for status, _ in runs] == ["ok", "ok"]
         assert len(list((tmp_path / "backups").glob("proxyos-*.db"))) >= 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-        log.seek(0)
-    assert worker.returncode == 0, log.read()
+        code = worker.stop()
+    assert code == 0, worker.log()
     if queue_env["PROXYOS_QUEUE_URL"].startswith("sqlite:///"):
         queue_file = Path(queue_env["PROXYOS_QUEUE_URL"].removeprefix("sqlite:///"))
         assert file_mode(queue_file) == 0o600
@@ -129,9 +124,7 @@ def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env
         conn.execute(sa.text(
             "INSERT INTO task_runs (id, job, status, started_at, host) VALUES ('r2', 'backup', 'running', 1, :h)"),
             {"h": f"{socket.gethostname()}:{os.getpid()}"})  # alive: this test process
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic"], env=worker_env,
-                              stdout=log, stderr=log)
+    worker = Consumer(worker_env, tmp_path / "worker.log", "--no-periodic")
 
     def closed():
         with engine.connect() as conn:
@@ -140,8 +133,7 @@ def test_a_killed_consumers_running_runs_are_closed_at_the_next_start(worker_env
     try:
         wait_until(closed, what="the orphaned run to be closed")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        worker.stop()
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("SELECT id, status FROM task_runs")).all())
     assert statuses == {"r1": "error", "r2": "running"}

@@ -5,9 +5,6 @@ as disabled by status."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +12,7 @@ import sqlalchemy as sa
 from db.engine import create_engine
 from db.schema import job_schedule
 from tests.toolkit.jobs import job_runs
-from tests.toolkit.processes import run_cli, wait_until
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 from workers import config
 from workers.job_selection import enabled_jobs, parse
 from workers.registry import discover
@@ -102,27 +99,19 @@ def _scheduled(url: str) -> set[str]:
         engine.dispose()
 
 
-def _stop(worker: subprocess.Popen, log) -> str:
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(timeout=60)
-    log.seek(0)
-    return log.read()
-
-
 def test_the_consumer_schedules_no_disabled_job(worker_env, sqlite_url, tmp_path):
     env = dict(worker_env, PROXYOS_JOBS="backup,prune")
     assert run_cli(["migrate"], env).returncode == 0
-    log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--workers", "1"], env=env,
-                              stdout=log, stderr=log)
+    worker = Consumer(env, tmp_path / "worker.log", "--workers", "1")
     try:
         # prune is the last periodic job the scheduler goes through: its tick is claimed
         # once the scheduler's first pass is over.
         wait_until(lambda: "prune" in _scheduled(sqlite_url), what="the first scheduler pass")
         assert _scheduled(sqlite_url) == {"backup", "prune"}
     finally:
-        output = _stop(worker, log)
-    assert worker.returncode == 0, output
+        code = worker.stop()
+    output = worker.log()
+    assert code == 0, output
     assert "periodic jobs: backup every 86400s, prune every 3600s" in output
     assert "disabled by PROXYOS_JOBS=backup,prune: aggregate, caddy-sync, certs, health" in output
 
@@ -149,9 +138,7 @@ def test_run_once_and_enqueue_refuse_a_disabled_job(worker_env, sqlite_url):
 def test_a_consumer_skips_a_message_for_a_job_it_has_disabled(worker_env, sqlite_url, tmp_path):
     consumer_env = dict(worker_env, PROXYOS_JOBS="all,-backup")
     assert run_cli(["migrate"], worker_env).returncode == 0
-    log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic", "--workers", "1"],
-                              env=consumer_env, stdout=log, stderr=log)
+    worker = Consumer(consumer_env, tmp_path / "worker.log", "--no-periodic", "--workers", "1")
     engine = create_engine(sqlite_url)
     try:
         enqueued = run_cli(["enqueue", "backup"], worker_env)  # a host where backup is enabled
@@ -160,9 +147,9 @@ def test_a_consumer_skips_a_message_for_a_job_it_has_disabled(worker_env, sqlite
         [run] = wait_until(lambda: [r for r in job_runs(engine, "backup") if r["task_id"] == task_id],
                            what="the consumer's record of the backup request")
     finally:
-        output = _stop(worker, log)
+        code = worker.stop()
         engine.dispose()
-    assert worker.returncode == 0, output
+    assert code == 0, worker.log()
     assert run["status"] == "skipped"
     assert "backup is disabled here by PROXYOS_JOBS=all,-backup" in run["error"]
     assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 
 from db.engine import create_engine
-from tests.toolkit.processes import free_port, run_cli, wait_until
+from tests.toolkit.processes import Consumer, free_port, run_cli, wait_until
 from tests.toolkit.servers.redis import start_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -40,9 +38,7 @@ def test_consumers_reconnect_after_redis_restarts(worker_env, sqlite_url, tmp_pa
     server = start_redis(port, tmp_path)
     env = dict(worker_env, PROXYOS_QUEUE_URL=f"redis://127.0.0.1:{port}/0")
     assert run_cli(["migrate"], env).returncode == 0
-    log = (tmp_path / "worker.log").open("w+")  # a file, not a pipe: a full pipe would block the worker
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic", "--workers", "2"],
-                              env=env, stdout=log, stderr=log, text=True)
+    worker = Consumer(env, tmp_path / "worker.log", "--no-periodic", "--workers", "2")
     try:
         first = run_cli(["enqueue", "backup"], env).stdout.strip()
         assert _wait(lambda: _ok_runs(sqlite_url, first)), "the first task was not processed"
@@ -57,13 +53,11 @@ def test_consumers_reconnect_after_redis_restarts(worker_env, sqlite_url, tmp_pa
         second = run_cli(["enqueue", "backup"], env)
         assert second.returncode == 0, second.stderr
         recovered = _wait(lambda: _ok_runs(sqlite_url, second.stdout.strip()))
-        alive = worker.poll() is None
+        alive = worker.process.poll() is None
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        code = worker.stop()
         server.kill()
-        log.seek(0)
-        err = log.read()
+        err = worker.log()
     assert alive, f"the consumer died with Redis: {err[-3000:]}"
     assert recovered, f"no task ran after Redis came back: {err[-8000:]}"
-    assert worker.returncode == 0, err
+    assert code == 0, err

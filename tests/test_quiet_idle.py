@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,7 +16,7 @@ from db.engine import create_engine
 from db.schema import job_schedule
 from tasks.outcome import NothingToDo
 from tests.toolkit.jobs import job_runs
-from tests.toolkit.processes import wait_until
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 from workers import config, history, logs
 from workers.cli.status import collect
 from workers.queue import ON_DEMAND, JobQueue
@@ -150,9 +147,7 @@ def test_an_idle_worker_writes_no_runs_and_no_per_task_lines(worker_env, sqlite_
     health-dispatch ticks come and go (every 5 s) and leave nothing behind."""
     (tmp_path / "access.log").touch()
     env = dict(worker_env, PROXYOS_ACCESS_LOG=str(tmp_path / "access.log"), PROXYOS_JOBS="ingest,health")
-    log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--workers", "2"],
-                              env=env, stdout=log, stderr=log)
+    worker = Consumer(env, tmp_path / "worker.log", "--workers", "2")
     engine = create_engine(sqlite_url)
     try:
         def ticks() -> dict[str, int]:
@@ -168,15 +163,12 @@ def test_an_idle_worker_writes_no_runs_and_no_per_task_lines(worker_env, sqlite_
         wait_until(lambda: ticks().get("ingest", 0) >= first["ingest"] + 10
                    and ticks().get("health-dispatch", 0) >= first["health-dispatch"] + 10,
                    timeout=60, what="two more ticks of ingest and health-dispatch")
-        status = subprocess.run([sys.executable, "-m", "workers.cli", "status", "--json"], env=env,
-                                capture_output=True, text=True)
+        status = run_cli(["status", "--json"], env)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        code = worker.stop()
         engine.dispose()
-    log.seek(0)
-    output = log.read()
-    assert worker.returncode == 0, output
+    output = worker.log()
+    assert code == 0, output
     # ingest's first run records where the (empty) log starts: a change, so a row
     [first_ingest] = job_runs(create_engine(sqlite_url), "ingest")
     assert json.loads(first_ingest["summary"])["batches"] == 1 and first_ingest["started_at"] < first["ingest"] + 5

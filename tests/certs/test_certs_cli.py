@@ -10,7 +10,7 @@ from db.engine import create_engine
 from db.migrate import upgrade
 from db.schema import task_runs
 from tests.toolkit.factories import SECRET, add_provider, add_route, unique
-from tests.toolkit.processes import run_cli, wait_until
+from tests.toolkit.processes import Consumer, run_cli, wait_until
 
 
 def _db(env):
@@ -73,12 +73,8 @@ def test_enqueue_issue_carries_only_the_id(cert_env, bind, tmp_path):
     engine.dispose()
 
 
-def test_consumer_runs_the_enqueued_issue(cert_env, bind):
+def test_consumer_runs_the_enqueued_issue(cert_env, bind, tmp_path):
     """`enqueue issue --cert ID` with a running consumer: the certificate is issued."""
-    import signal
-    import subprocess
-    import sys
-
     engine = _db(cert_env)
     add_route(engine, domain := unique(), add_provider(engine, bind.credentials))
     from tasks.certs.sync import sync_certificates
@@ -86,8 +82,7 @@ def test_consumer_runs_the_enqueued_issue(cert_env, bind):
     sync_certificates(engine, 0)
     with engine.connect() as conn:
         cert_id = conn.execute(sa.text("SELECT id FROM certificates")).scalar()
-    consumer = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic"], env=cert_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    consumer = Consumer(cert_env, tmp_path / "worker.log", "--no-periodic")
     try:
         assert run_cli(["enqueue", "issue", "--cert", cert_id], cert_env).returncode == 0
 
@@ -98,12 +93,12 @@ def test_consumer_runs_the_enqueued_issue(cert_env, bind):
 
         wait_until(status, what=f"certificate {cert_id} to be active")
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        _, stderr = consumer.communicate(timeout=60)
+        consumer.stop()
+    output = consumer.log()
     with engine.connect() as conn:
         runs = conn.execute(sa.select(task_runs.c.job, task_runs.c.status)).all()
     assert ("issue", "ok") in [tuple(r) for r in runs]
-    assert bind.tsig_secret not in stderr and SECRET not in stderr
+    assert bind.tsig_secret not in output and SECRET not in output
     assert domain
     engine.dispose()
 
@@ -111,10 +106,6 @@ def test_consumer_runs_the_enqueued_issue(cert_env, bind):
 def test_a_duplicate_issue_request_orders_one_certificate(cert_env, bind, tmp_path):
     """Two `enqueue issue --cert ID` made before either ran: the second finds the
     certificate issued since it was requested and orders nothing."""
-    import signal
-    import subprocess
-    import sys
-
     engine = _db(cert_env)
     add_route(engine, unique(), add_provider(engine, bind.credentials))
     from tasks.certs.sync import sync_certificates
@@ -124,9 +115,7 @@ def test_a_duplicate_issue_request_orders_one_certificate(cert_env, bind, tmp_pa
         cert_id = conn.execute(sa.text("SELECT id FROM certificates")).scalar()
     for _ in range(2):
         assert run_cli(["enqueue", "issue", "--cert", cert_id], cert_env).returncode == 0
-    log = (tmp_path / "worker.log").open("w")
-    consumer = subprocess.Popen([sys.executable, "-m", "workers.cli", "run", "--no-periodic", "--workers", "1"],
-                                env=cert_env, stdout=log, stderr=log)
+    consumer = Consumer(cert_env, tmp_path / "worker.log", "--no-periodic", "--workers", "1")
     try:
         def both_ran():
             with engine.connect() as conn:
@@ -135,8 +124,7 @@ def test_a_duplicate_issue_request_orders_one_certificate(cert_env, bind, tmp_pa
 
         wait_until(both_ran, timeout=120, what="both issue runs to finish")
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        consumer.wait(timeout=60)
+        consumer.stop()
     with engine.connect() as conn:
         issued = conn.execute(sa.text("SELECT count(*) FROM cert_issuance_log")).scalar()
         summaries = conn.execute(sa.text("SELECT status, summary FROM task_runs WHERE job = 'issue'")).all()

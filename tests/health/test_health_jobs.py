@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import sqlalchemy as sa
@@ -16,7 +13,7 @@ from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
 from db.schema import health_checks, route_health_state, stream_health_checks, task_runs
 from tests.toolkit.factories import add_route, add_stream, ups
-from tests.toolkit.processes import run_cli
+from tests.toolkit.processes import Consumer, run_cli
 from workers import config
 from workers.registry import JobContext, discover
 from workers.runner import run_job
@@ -172,25 +169,19 @@ def test_cli_status_shows_counts_and_lateness(engine, worker_env, upstream, clos
     assert "health:" in text and "routes_healthy: 1" in text
 
 
-def test_consumer_runs_the_schedule_and_queued_checks(engine, sqlite_url, worker_env, upstream):
+def test_consumer_runs_the_schedule_and_queued_checks(engine, sqlite_url, worker_env, upstream, tmp_path):
     """`enqueue health --route ID` and the periodic dispatcher, through a real consumer."""
     queued = add_route(engine, upstreams=ups(upstream.address), health_check_interval=3600, name="queued")
     scheduled = add_route(engine, upstreams=ups(upstream.address), health_check_interval=5, name="scheduled")
     env = _env(worker_env)
     enq = run_cli(["enqueue", "health", "--route", queued], env)
     assert enq.returncode == 0, enq.stderr
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "run", "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = Consumer(env, tmp_path / "worker.log", "--workers", "2")
     try:
         deadline = time.monotonic() + 60
         checked: set = set()
         while (
-            checked != {queued, scheduled} and time.monotonic() < deadline and worker.poll() is None
+            checked != {queued, scheduled} and time.monotonic() < deadline and worker.process.poll() is None
         ):
             time.sleep(0.2)  # polling the database: the consumer runs in another process
             with engine.connect() as conn:
@@ -198,9 +189,8 @@ def test_consumer_runs_the_schedule_and_queued_checks(engine, sqlite_url, worker
                     conn.execute(sa.select(health_checks.c.route_id).distinct()).scalars()
                 )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=60)
-    assert checked == {queued, scheduled}, err[-2000:]
+        worker.stop()
+    assert checked == {queued, scheduled}, worker.log()[-2000:]
     with engine.connect() as conn:
         jobs = set(
             conn.execute(sa.select(task_runs.c.job).where(task_runs.c.status == "ok")).scalars()

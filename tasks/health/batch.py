@@ -140,7 +140,7 @@ def _name(check: RouteCheck | StreamCheck) -> str:
     )
 
 
-def _failed(check: RouteCheck | StreamCheck, started: float, error: str) -> CheckResult:
+def _failed(check: RouteCheck | StreamCheck, started: float, error: str | None) -> CheckResult:
     if isinstance(check, RouteCheck):
         return CheckResult("route", check.route_id, check.name, UNHEALTHY, started, error=error)
     return CheckResult(
@@ -158,9 +158,7 @@ async def _check_route(
     session, check: RouteCheck, probing: Probing, trusted, insecure, started: float
 ) -> CheckResult:
     if check.problem:
-        return CheckResult(
-            "route", check.route_id, check.name, UNHEALTHY, started, error=check.problem
-        )
+        return _failed(check, started, check.problem)
     if check.kind == "tcp":
         probes = [probing.run(probe_tcp(t, check.timeout)) for t in check.targets]
     else:
@@ -188,15 +186,7 @@ async def _check_stream(
     check: StreamCheck, probing: Probing, settings: HealthSettings, started: float
 ) -> CheckResult:
     if check.problem or check.target is None:
-        return CheckResult(
-            "stream",
-            check.stream_id,
-            check.name,
-            UNHEALTHY,
-            started,
-            error=check.problem,
-            protocol=check.protocol,
-        )
+        return _failed(check, started, check.problem)
     probes = []
     for protocol in check.protocols:
         if protocol == "tcp":

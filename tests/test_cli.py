@@ -41,6 +41,7 @@ def test_every_command_has_help_with_an_example(command, worker_env):
         ("PROXYOS_BUSY_TIMEOUT_MS", "2147483648", "a whole number from 0 to 3600000"),
         ("PROXYOS_BACKUP_KEEP", "many", "a whole number from 1 to 100000"),
         ("PROXYOS_SHUTDOWN_TIMEOUT", "inf", "a number from 0 to 86400"),
+        ("PROXYOS_QUEUE_POLL", "0", "a number from 0.1 to 60"),
         ("PROXYOS_DATABASE_URL", "sqlite:///data/x.db?mode=ro", "without ?options"),
     ],
 )

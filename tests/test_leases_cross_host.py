@@ -19,14 +19,14 @@ import types
 import pytest
 import sqlalchemy as sa
 
+from db import leases
 from db.engine import write_transaction
+from db.leases import JOB_LEASES, Owner
 from db.schema import job_leases, task_runs
 from tests.toolkit.jobs import job_context
 from tests.toolkit.processes import run_cli, wait_until
-from workers import leases
-from workers.leases import acquire_lease, release_dead_leases, renew_lease
 from workers.registry import Job, JobContext
-from workers.runner import lease_owner, run_job
+from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler
 
 OTHER_HOST = "otherhost"
@@ -89,12 +89,12 @@ def test_a_live_lease_of_another_host_is_neither_acquired_nor_released(any_engin
     expires = time.time() + 3600
     _hold(any_engine, "aggregate", other_owner, expires)
 
-    assert not acquire_lease(any_engine, "aggregate", lease_owner("a-run-here"), 30)
-    assert release_dead_leases(any_engine, socket.gethostname()) == []
-    assert release_dead_leases(any_engine, socket.gethostname(), "aggregate") == []
+    assert not JOB_LEASES.take(any_engine, "aggregate", Owner.here("a-run-here"), 30)
+    assert JOB_LEASES.release_dead(any_engine, socket.gethostname()) == []
+    assert JOB_LEASES.release_dead(any_engine, socket.gethostname(), "aggregate") == []
     assert _leases(any_engine) == [("aggregate", other_owner, expires)]
     # Only the holder's own host may judge it by its pid (the consumer starting there).
-    assert release_dead_leases(any_engine, OTHER_HOST) == ["aggregate"]
+    assert JOB_LEASES.release_dead(any_engine, OTHER_HOST) == ["aggregate"]
 
 
 def test_run_once_waits_for_another_hosts_lease_then_takes_it_over(any_engine, any_url, worker_env, other_owner):
@@ -124,7 +124,7 @@ def test_the_next_tick_after_another_hosts_lease_expires_runs(any_engine, any_ur
     ctx = job_context(any_url, tmp_path)
     ran: list[float] = []
     ticks = Ticks(ctx, Job("tick-job", "", run=lambda c, o: ran.append(time.time()), every=5, lease_seconds=30))
-    assert acquire_lease(any_engine, "tick-job", other_owner, seconds=1.0)
+    assert JOB_LEASES.take(any_engine, "tick-job", other_owner, seconds=1.0)
     [(_, _, expires_at)] = _leases(any_engine)
 
     assert ticks.next() == "skipped"
@@ -145,12 +145,12 @@ def test_a_holder_on_another_host_that_keeps_renewing_is_never_taken_over(any_en
     ctx = job_context(any_url, tmp_path)
     ran: list[float] = []
     ticks = Ticks(ctx, Job("renewed", "", run=lambda c, o: ran.append(time.time()), every=5, lease_seconds=lease))
-    assert acquire_lease(any_engine, "renewed", other_owner, lease)
+    assert JOB_LEASES.take(any_engine, "renewed", other_owner, lease)
     stop, renewals = threading.Event(), []
 
     def holder() -> None:
         while not stop.wait(lease / 3):
-            renewals.append(renew_lease(any_engine, "renewed", other_owner, lease))
+            renewals.append(JOB_LEASES.renew(any_engine, "renewed", other_owner, lease))
 
     beat = threading.Thread(target=holder, name="otherhost-lease")
     beat.start()
@@ -192,7 +192,7 @@ def test_hosts_racing_for_an_expired_lease_take_it_once(any_engine, other_owner)
 
     def take(owner: str) -> None:
         start.wait()
-        won[owner] = acquire_lease(any_engine, "raced", owner, 30)
+        won[owner] = JOB_LEASES.take(any_engine, "raced", owner, 30)
 
     threads = [threading.Thread(target=take, args=(owner,)) for owner in owners]
     for thread in threads:
@@ -215,11 +215,11 @@ def test_hosts_whose_clocks_differ_respect_each_others_leases(any_engine, monkey
         monkeypatch.setattr(leases, "time", clock)
 
     on_host(holder_skew)
-    assert acquire_lease(any_engine, "skewed", "holder:1/run", 30)
+    assert JOB_LEASES.take(any_engine, "skewed", "holder:1/run", 30)
     on_host(taker_skew)
-    assert not acquire_lease(any_engine, "skewed", "taker:2/run", 30)
+    assert not JOB_LEASES.take(any_engine, "skewed", "taker:2/run", 30)
     on_host(holder_skew)
-    assert renew_lease(any_engine, "skewed", "holder:1/run", 30)
+    assert JOB_LEASES.renew(any_engine, "skewed", "holder:1/run", 30)
     on_host(taker_skew)
-    assert not acquire_lease(any_engine, "skewed", "taker:2/run", 30)
+    assert not JOB_LEASES.take(any_engine, "skewed", "taker:2/run", 30)
     assert [owner for _, owner, _ in _leases(any_engine)] == ["holder:1/run"]

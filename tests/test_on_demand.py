@@ -10,10 +10,10 @@ import sys
 import threading
 import time
 
+from db.leases import JOB_LEASES
 from tests.toolkit.jobs import job_context, job_runs, run_in_progress
 from tests.toolkit.processes import run_cli, wait_until
 from workers import config
-from workers.leases import acquire_lease, release_lease
 from workers.queue import JobQueue, build_huey, retry_delay
 from workers.registry import Job, JobContext
 from workers.runner import run_job
@@ -42,7 +42,7 @@ def test_a_run_told_to_wait_runs_once_the_run_in_progress_ends(any_engine, any_u
 
 def test_a_run_that_waits_too_long_is_skipped_and_says_why(any_engine, any_url, tmp_path):
     ctx = job_context(any_url, tmp_path)
-    assert acquire_lease(ctx.engine, "held", OTHER_HOST, 60)
+    assert JOB_LEASES.take(ctx.engine, "held", OTHER_HOST, 60)
     ran = []
     began = time.monotonic()
     result = run_job(ctx, Job("held", "", run=lambda c, o: ran.append(1)), wait_for_lease=1.0)
@@ -66,7 +66,7 @@ def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_u
     job = Job("aggregate-like", "", run=lambda c, o: ran.append(dict(o)) or {})
     huey = build_huey(settings.queue)
     queue = JobQueue(huey, {job.name: job}, context=lambda: ctx)
-    assert acquire_lease(engine, job.name, OTHER_HOST, 600)
+    assert JOB_LEASES.take(engine, job.name, OTHER_HOST, 600)
 
     queue.enqueue(job.name)  # a periodic tick: skipped, and that is all
     huey.execute(_next_task(huey))
@@ -88,7 +88,7 @@ def test_a_queued_request_finding_its_job_busy_is_retried_until_it_runs(sqlite_u
     assert "retried" not in skipped[0]["error"]
     assert all(OTHER_HOST in r["error"] for r in skipped)
 
-    release_lease(engine, job.name, OTHER_HOST)
+    JOB_LEASES.release(engine, job.name, OTHER_HOST)
     huey.execute(task, timestamp=task.eta)
     assert len(ran) == 1 and ran[0]["route"] == "r1" and ran[0]["requested_at"] == requested_at
     assert huey.pending_count() == 0 and huey.scheduled_count() == 0
@@ -101,7 +101,7 @@ def test_retry_delays_grow_to_half_a_minute():
 
 
 def test_run_once_waits_for_a_lease_held_elsewhere_and_says_so(engine, worker_env, tmp_path):
-    assert acquire_lease(engine, "aggregate", OTHER_HOST, 600)
+    assert JOB_LEASES.take(engine, "aggregate", OTHER_HOST, 600)
     err = tmp_path / "stderr"
     with err.open("w") as stderr:  # started while the lease is held, however slow its start-up
         proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "run-once", "aggregate", "--wait", "60"],
@@ -109,7 +109,7 @@ def test_run_once_waits_for_a_lease_held_elsewhere_and_says_so(engine, worker_en
     try:
         wait_until(lambda: "waiting up to 60 s" in err.read_text(), timeout=60, what="run-once to say it waits")
         assert proc.poll() is None  # still waiting while the lease is held
-        release_lease(engine, "aggregate", OTHER_HOST)
+        JOB_LEASES.release(engine, "aggregate", OTHER_HOST)
         stdout, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -117,7 +117,7 @@ def test_run_once_waits_for_a_lease_held_elsewhere_and_says_so(engine, worker_en
     assert f"lease held by {OTHER_HOST}" in err.read_text()
     assert stdout.startswith("aggregate: ok")
 
-    assert acquire_lease(engine, "aggregate", OTHER_HOST, 600)
+    assert JOB_LEASES.take(engine, "aggregate", OTHER_HOST, 600)
     skipped = run_cli(["run-once", "aggregate", "--wait", "0"], worker_env)
     assert skipped.returncode == 0 and skipped.stdout.startswith("aggregate: skipped"), skipped.stdout
     assert f"lease held by {OTHER_HOST}" in skipped.stdout

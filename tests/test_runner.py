@@ -7,13 +7,13 @@ import threading
 
 import sqlalchemy as sa
 
+from db.leases import JOB_LEASES
 from db.schema import job_leases, task_runs
 from tasks.outcome import Skipped
 from tasks.redaction import remember
 from tests.toolkit.jobs import job_context, job_runs, run_in_progress
 from tests.toolkit.processes import wait_until
 from workers import config
-from workers.leases import acquire_lease, release_lease
 from workers.registry import Job, JobContext, discover
 from workers.runner import run_job
 from workers.scheduler import PeriodicScheduler, claim_tick, current_tick
@@ -68,13 +68,13 @@ def test_an_exclusive_job_runs_once_at_a_time(any_engine, any_url, tmp_path):
 
 
 def test_an_expired_lease_is_taken_over(any_engine):
-    assert acquire_lease(any_engine, "j", "crashed-worker", seconds=-1)  # already expired
-    assert acquire_lease(any_engine, "j", "next-worker", seconds=60)
-    assert not acquire_lease(any_engine, "j", "third", seconds=60)
-    release_lease(any_engine, "j", "crashed-worker")  # a late release by the old owner
-    assert not acquire_lease(any_engine, "j", "third", seconds=60)
-    release_lease(any_engine, "j", "next-worker")
-    assert acquire_lease(any_engine, "j", "third", seconds=60)
+    assert JOB_LEASES.take(any_engine, "j", "crashed-worker", seconds=-1)  # already expired
+    assert JOB_LEASES.take(any_engine, "j", "next-worker", seconds=60)
+    assert not JOB_LEASES.take(any_engine, "j", "third", seconds=60)
+    JOB_LEASES.release(any_engine, "j", "crashed-worker")  # a late release by the old owner
+    assert not JOB_LEASES.take(any_engine, "j", "third", seconds=60)
+    JOB_LEASES.release(any_engine, "j", "next-worker")
+    assert JOB_LEASES.take(any_engine, "j", "third", seconds=60)
 
 
 def test_each_tick_is_claimed_once_across_schedulers(any_engine):

@@ -50,6 +50,8 @@ def test_the_bounds_are_inclusive():
         ("PROXYOS_BUSY_TIMEOUT_MS", "2147483648"),  # SQLite would silently make it 0
         ("PROXYOS_SHUTDOWN_TIMEOUT", "inf"),
         ("PROXYOS_SHUTDOWN_TIMEOUT", "1e308"),
+        ("PROXYOS_QUEUE_POLL", "nan"),
+        ("PROXYOS_QUEUE_POLL", "3600"),
         ("PROXYOS_BACKUP_KEEP", "1e9"),
         ("PROXYOS_BACKUP_KEEP", "99999999999999999999"),
     ],

@@ -5,6 +5,7 @@ migrations build what this describes."""
 
 from __future__ import annotations
 
+from .api import api_idempotency
 from .certs import acme_account_keys, cert_deployments, cert_dns_records, cert_orders
 from .columns import metadata
 from .health import health_events, route_health_state, stream_health_checks, stream_health_state
@@ -37,4 +38,5 @@ __all__ = [
     'task_runs', 'job_schedule', 'job_leases', 'stream_health_checks', 'route_health_state',
     'stream_health_state', 'health_events', 'acme_account_keys', 'cert_dns_records', 'cert_orders',
     'cert_deployments', 'traffic_ingest_position', 'traffic_state', 'traffic_rollups',
+    'api_idempotency',
 ]

@@ -21,6 +21,7 @@ task_runs = Table(
     c("summary"),  # JSON object
     c("host"),
     Index("ix_task_runs_job_started", "job", "started_at"),
+    Index("ix_task_runs_task_id", "task_id"),  # migration 0009: a task's runs (GET /v1/runs/{task_id})
 )
 
 job_schedule = Table(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
-from huey.api import TaskWrapper
+from huey.api import Task, TaskWrapper
 from huey.utils import normalize_time
 
 from .config import QueueConfig
@@ -133,12 +133,20 @@ class JobQueue:
     def enqueue(self, job: str, delay: float | None = None, **options: Any) -> str:
         """Put one run of `job` on the queue. With `on_demand=True` (someone asked for it),
         a run that finds another one of the job in progress is retried until it runs."""
+        return self.send(self.message(job, delay, **options))
+
+    def message(self, job: str, delay: float | None = None, **options: Any) -> Task:
+        """The task `enqueue` would put on the queue, not sent yet: its id is known before
+        (the HTTP API records it in the same transaction as the request's audit row)."""
         if job not in self.tasks:
             raise KeyError(f"unknown job {job!r}")
         eta = normalize_time(None, delay, self.huey.utc) if delay else None
         # When it was first asked for: a job can tell that a request was already served.
         options = {"requested_at": round(time.time(), 3), **options}
-        task = self.tasks[job].task_class((options,), {}, eta=eta)
+        return self.tasks[job].task_class((options,), {}, eta=eta)
+
+    def send(self, task: Task) -> str:
+        """Put a `message` on the queue; its task id."""
         self.huey.enqueue(task)
         return task.id
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
-from db.engine import create_engine, describe_url, sqlite_path
+from db.engine import create_engine, sqlite_path
 from db.files import require_existing
-from db.migrate import status as migration_status
-from tasks.other_writers import detect
 
 from ..consumer import build_queue
-from ..job_records import periodic_jobs
-from ..other_writers import watched_tables
 from ..registry import JobContext
+from ..status_report import report
 from .common import add_command, format_duration, format_time, print_json, print_table
 
 
@@ -39,29 +34,8 @@ def collect(settings) -> dict:
     engine = create_engine(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
     ctx = JobContext(settings, engine=engine)
     try:
-        revision = migration_status(engine)
         queue, _ = build_queue(settings, context=ctx, create=False)
-        now = time.time()
-        sections = {}
-        selection = settings.jobs
-        enabled = {job.name for job in queue.jobs.values() if selection.allows(job.name)}
-        with engine.connect() as conn:
-            have_tables = revision.current is not None and not revision.pending
-            jobs = periodic_jobs(conn if have_tables else None, queue.jobs.values(), enabled, now)
-        for job in queue.jobs.values():
-            if job.status and have_tables:
-                sections[job.name] = dict(job.status(ctx))
-        return {
-            "database": describe_url(engine),
-            "schema": {"current": revision.current, "head": revision.head, "pending": revision.pending},
-            "queue": {"location": settings.queue.describe(), "kind": settings.queue.kind, **queue.depth()},
-            "jobs": jobs,
-            "job_selection": {"PROXYOS_JOBS": selection.spec, "disabled": sorted(selection.disabled)},
-            "other_writers": [
-                w.as_dict() for w in (detect(engine, watched_tables(selection), now) if have_tables else [])
-            ],
-            **sections,
-        }
+        return report(ctx, engine, queue)
     finally:
         ctx.close()
 

@@ -15,9 +15,9 @@ from db.errors import explain
 from db.problem import Problem
 
 from .. import config, logs
-from . import certs, db, jobs, migrate, run, status, traffic
+from . import certs, db, jobs, migrate, run, serve, status, traffic
 
-COMMANDS = (certs, db, jobs, migrate, run, status, traffic)
+COMMANDS = (certs, db, jobs, migrate, run, serve, status, traffic)
 
 DESCRIPTION = """\
 Background workers of ProxyOS: health checks, certificates, traffic, backups.
@@ -35,6 +35,7 @@ examples:
   proxyos-worker run-once backup --json   run one job now, in the foreground
   proxyos-worker status                   what every periodic job did last, and the queue
   proxyos-worker db check                 integrity of the database
+  proxyos-worker serve                    the HTTP API on PROXYOS_API_LISTEN (127.0.0.1:8081)
 """
 
 

@@ -1,0 +1,37 @@
+"""Who may make a request: the failure throttle (429), the API key (401), its scopes (403)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from . import scopes
+from .app_keys import KEYS, THROTTLE
+from .auth import ApiKey, bearer_token
+from .errors import fail
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="proxyos-workers"'}
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def authenticate(request: web.Request, needed: str | None) -> ApiKey:
+    """The request's key, if it may do what needs scope `needed` (None: any scope)."""
+    throttle, address = request.app[THROTTLE], client_address(request)
+    wait = throttle.retry_after(address)
+    if wait is not None:
+        fail(429, f"too many failed authentications from {address}; try again in {wait} s",
+             {"Retry-After": str(wait)})
+    token = bearer_token(request.headers.get("Authorization"))
+    key = await asyncio.to_thread(request.app[KEYS].resolve, token) if token else None
+    if key is None:
+        throttle.failed(address)
+        what = "is not a valid, unexpired ProxyOS API key" if token else "is missing"
+        fail(401, f"the API key (Authorization: Bearer pxos_...) {what}", CHALLENGE)
+    if not scopes.allows(key.scopes, needed):
+        wanted = f"scope {needed!r} or 'admin'" if needed else "a scope"
+        fail(403, f"API key {key.name!r} lacks {wanted} (it has: {', '.join(sorted(key.scopes)) or 'none'})")
+    return key

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from db import run_totals
 from db.engine import write_transaction
 from db.leases import process_alive
 from db.schema import task_runs
@@ -47,6 +48,19 @@ def _write(conn: Connection, new: list[dict[str, Any]], finished: list[dict[str,
             f"UPDATE task_runs SET {assignments} WHERE id = {mark}",
             [tuple(row[name] for name in FINISH_COLUMNS) + (row["run_id"],) for row in finished],
         )
+    # The cumulative totals that /metrics reads (task_runs itself is pruned): each run is
+    # added once, when its outcome is written, in this same transaction.
+    run_totals.add(conn, [*new, *_with_jobs(conn, finished)])
+
+
+def _with_jobs(conn: Connection, finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished records with their runs' job names (the ones whose row exists)."""
+    jobs: dict[str, str] = {}
+    ids = [row["run_id"] for row in finished]
+    for start in range(0, len(ids), 500):
+        query = sa.select(task_runs.c.id, task_runs.c.job).where(task_runs.c.id.in_(ids[start:start + 500]))
+        jobs.update((run_id, job) for run_id, job in conn.execute(query))
+    return [{**row, "job": jobs[row["run_id"]]} for row in finished if row["run_id"] in jobs]
 MAX_PENDING = 100_000  # beyond this, with the database unreachable, the oldest are dropped
 DEFER_S = 1.0  # how long a deferred start stays unwritten, waiting to be finished or discarded
 
@@ -174,7 +188,7 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
     """
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(task_runs.c.id, task_runs.c.host, task_runs.c.started_at).where(
+            sa.select(task_runs.c.id, task_runs.c.job, task_runs.c.host, task_runs.c.started_at).where(
                 task_runs.c.status == "running", task_runs.c.host.like(f"{hostname}:%")
             )
         ).all()
@@ -183,14 +197,18 @@ def close_orphaned_runs(engine: Engine, hostname: str, now: float) -> int:
         return 0
     with write_transaction(engine) as conn:
         for row in dead:
-            conn.execute(
+            duration_ms = int((now - row.started_at) * 1000)
+            closed = conn.execute(
                 task_runs.update()
                 .where(task_runs.c.id == row.id, task_runs.c.status == "running")
                 .values(
                     status="error",
                     finished_at=now,
-                    duration_ms=int((now - row.started_at) * 1000),
+                    duration_ms=duration_ms,
                     error=f"the worker process ({row.host}) ended before this run finished",
                 )
-            )
+            ).rowcount
+            if closed:
+                run_totals.add(conn, [{"job": row.job, "status": "error", "duration_ms": duration_ms,
+                                       "finished_at": now}])
     return len(dead)

@@ -8,7 +8,13 @@ from __future__ import annotations
 from .api import api_idempotency
 from .certs import acme_account_keys, cert_deployments, cert_dns_records, cert_orders
 from .columns import metadata
-from .health import health_events, route_health_state, stream_health_checks, stream_health_state
+from .health import (
+    health_check_totals,
+    health_events,
+    route_health_state,
+    stream_health_checks,
+    stream_health_state,
+)
 from .proxyos import (
     PROXYOS_TABLES,
     access_log,
@@ -28,8 +34,8 @@ from .proxyos import (
     traffic_metrics,
     users,
 )
-from .runs import job_leases, job_schedule, task_runs
-from .traffic import traffic_ingest_position, traffic_rollups, traffic_state
+from .runs import RUN_DURATION_BOUNDS_MS, job_leases, job_schedule, task_run_totals, task_runs
+from .traffic import traffic_ingest_position, traffic_rollups, traffic_route_totals, traffic_state
 
 __all__ = [
     'metadata', 'routes', 'redirect_hosts', 'error_hosts', 'streams', 'users', 'audit_log',
@@ -38,5 +44,6 @@ __all__ = [
     'task_runs', 'job_schedule', 'job_leases', 'stream_health_checks', 'route_health_state',
     'stream_health_state', 'health_events', 'acme_account_keys', 'cert_dns_records', 'cert_orders',
     'cert_deployments', 'traffic_ingest_position', 'traffic_state', 'traffic_rollups',
+    'traffic_route_totals', 'task_run_totals', 'RUN_DURATION_BOUNDS_MS', 'health_check_totals',
     'api_idempotency',
 ]

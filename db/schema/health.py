@@ -1,5 +1,5 @@
 """Tables of the health checker (migration 0003): stream results, flap-free state of
-each route and stream, and the state changes.
+each route and stream, and the state changes; the checks' totals (migration 0010).
 
 `*_health_state.next_due_at` and `last_checked_at` are REAL seconds since the epoch
 (the scheduler needs sub-second precision); the other `*_at` columns are INTEGER seconds
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Float, Index, Table
 
-from .columns import INT, c, metadata
+from .columns import BIG, INT, c, metadata
 
 
 def _state_columns() -> list:
@@ -70,4 +70,18 @@ health_events = Table(
     c("created_at", INT, nn=True),
     Index("ix_health_events_target_created", "target_id", "created_at"),
     Index("ix_health_events_created", "created_at"),
+)
+
+# Every check the workers made, per route or stream and result, since migration 0010;
+# added to in the transaction that writes the results, never pruned (the history is cut
+# to 100 rows a route): `GET /metrics` counts checks and their time from here.
+health_check_totals = Table(
+    "health_check_totals",
+    metadata,
+    c("target_type", pk=True),  # route | stream
+    c("target_id", pk=True),
+    c("result", pk=True),  # healthy | degraded | unhealthy
+    c("checks", BIG, nn=True, default=0),
+    c("timed", BIG, nn=True, default=0),  # the checks with a response time
+    c("duration_ms_sum", BIG, nn=True, default=0),  # their response times
 )

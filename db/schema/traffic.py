@@ -1,4 +1,4 @@
-"""Tables and columns of the traffic worker (migrations 0005 and 0007).
+"""Tables and columns of the traffic worker (migrations 0005, 0007 and 0010).
 
 The columns the workers add to ProxyOS's `access_log` and `traffic_metrics` are in
 `proxyos.py`, with those tables.
@@ -50,4 +50,17 @@ traffic_rollups = Table(
     c("latency_hist"),
     Index("ix_traffic_rollups_route_bucket_ts", "route_id", "bucket", "bucket_ts"),
     Index("ix_traffic_rollups_bucket_ts", "bucket", "bucket_ts"),
+)
+
+
+# Every request the workers have counted, per route, since the route's first (migration
+# 0010): added to in the transaction that counts rows into the 1m buckets, never pruned,
+# so `GET /metrics` reads counters that only grow, at a cost of one row per route.
+traffic_route_totals = Table(
+    "traffic_route_totals",
+    metadata,
+    c("route_id", pk=True),
+    c("requests", BIG, nn=True, default=0),
+    c("errors", BIG, nn=True, default=0),  # status >= 500, as traffic_metrics.errors
+    c("bytes", BIG, nn=True, default=0),
 )

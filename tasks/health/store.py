@@ -24,6 +24,7 @@ from db.schema import (
 )
 from db.sql import new_id
 
+from . import totals
 from .config import CHECKED_TYPES
 from .row_ids import new_check_id
 from .state import Change, State, advance
@@ -207,6 +208,7 @@ def _write_kind(
                 }
             )
     conn.execute((health_checks if kind == "route" else stream_health_checks).insert(), rows)
+    totals.add(conn, kind, results)  # never pruned: what /metrics counts checks from
     latest = list({row[key]: row for row in state_rows}.values())
     columns = [name for name in latest[0] if name != key]
     conn.execute(_upsert_state(conn, table, key, columns), latest)

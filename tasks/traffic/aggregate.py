@@ -79,10 +79,12 @@ class Counter:
 
     def add(self, low: int, high: int) -> None:
         """Move the watermark from `low` to `high` (compare-and-set), add the grouped
-        delta into every bucket size and bring `routes.last_traffic_at` forward."""
+        delta into every bucket size and each route's totals (`traffic_route_totals`,
+        which retention never prunes) and bring `routes.last_traffic_at` forward."""
         state.compare_and_set(self.conn, state.AGGREGATED_SEQ, low, high)
         for statement in self.upserts:
             self.conn.execute(sa.text(statement))
+        self.conn.execute(sa.text(sql.ADD_ROUTE_TOTALS))
         newest = self.conn.execute(sa.text(sql.NEWEST_PER_ROUTE)).all()
         if newest:
             params = [{"route": route, "ts": ts} for route, ts in newest]

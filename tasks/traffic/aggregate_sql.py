@@ -81,6 +81,19 @@ UPDATE routes SET last_traffic_at = :ts
 WHERE id = :route AND (last_traffic_at IS NULL OR last_traffic_at < :ts)
 """
 
+# Adds the batch's requests, errors and bytes to each route's cumulative totals, in the
+# transaction that adds them to the buckets: exactly once per counted row, like them.
+ADD_ROUTE_TOTALS = f"""
+INSERT INTO traffic_route_totals (route_id, requests, errors, bytes)
+SELECT route_id, sum(n), sum(e), sum(b) FROM {HOURS}
+WHERE true
+GROUP BY route_id
+ON CONFLICT (route_id) DO UPDATE SET
+    requests = traffic_route_totals.requests + excluded.requests,
+    errors = traffic_route_totals.errors + excluded.errors,
+    bytes = traffic_route_totals.bytes + excluded.bytes
+"""
+
 _SUMS = ("n", "b", "e", "s2", "s3", "s4", "s5", "lat")
 
 # Adds two stored histograms on SQLite: `histogram.add_encoded`, registered on the

@@ -39,3 +39,16 @@ def prune_backups(backup_dir: Path, keep: int, live: Path | None = None) -> list
     for path in old:
         path.unlink(missing_ok=True)
     return old
+
+
+def newest_backup_time(backup_dir: Path) -> float | None:
+    """When the newest backup in `backup_dir` was written (its mtime), or None: a listing
+    of at most PROXYOS_BACKUP_KEEP files, for `GET /metrics`."""
+    newest = None
+    for path in Path(backup_dir).glob(f"{PREFIX}*{SUFFIX}"):
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        newest = mtime if newest is None else max(newest, mtime)
+    return newest

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=.venv
-TEST_PACKAGES=(pebble bind9 bind9-utils caddy lego pdns-server pdns-backend-sqlite3 sqlite3 postgresql redis-server iproute2)
+TEST_PACKAGES=(pebble bind9 bind9-utils caddy lego pdns-server pdns-backend-sqlite3 sqlite3 postgresql redis-server iproute2 prometheus)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -9,8 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from db.schema import audit_log
-from db.sql import new_id
+from db.sql import driver_mark, new_id
 
 ACTION = "job.enqueue"
 
@@ -26,8 +25,9 @@ def record_enqueue(conn: Connection, *, key_id: str, key_name: str, job: str, ta
     detail = {"api_key_id": key_id, "options": options, "client": client}
     if idempotency_key is not None:
         detail["idempotency_key"] = idempotency_key
-    conn.execute(audit_log.insert().values(
-        id=row_id, action=ACTION, resource_type="job", resource_id=task_id, resource_name=job,
-        actor=actor(key_name), detail=json.dumps(detail, sort_keys=True), created_at=now,
-    ))
+    mark = driver_mark(conn)  # the driver's own parameters: this runs on every request
+    conn.exec_driver_sql(
+        f"INSERT INTO audit_log (id, action, resource_type, resource_id, resource_name, actor, detail, created_at) "
+        f"VALUES ({', '.join([mark] * 8)})",
+        (row_id, ACTION, "job", task_id, job, actor(key_name), json.dumps(detail, sort_keys=True), now))
     return row_id

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
 from db.schema import api_keys
+from db.sql import driver_mark
 
 PREFIX = "pxos_"
 TOUCH_EVERY_S = 60.0
@@ -76,12 +77,11 @@ class KeyStore:
         if not key.startswith(PREFIX):
             return None
         hashed, legacy = hmac_hash(self._secret, key), sha256_hash(key)
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.key_hash, api_keys.c.scopes,
-                          api_keys.c.last_used, api_keys.c.expires_at)
-                .where(api_keys.c.key_hash.in_([hashed, legacy]))
-            ).all()
+        with self._engine.connect() as conn:  # the driver's own parameters: this runs on every request
+            mark = driver_mark(conn)
+            rows = conn.exec_driver_sql(
+                "SELECT id, name, key_hash, scopes, last_used, expires_at FROM api_keys "
+                f"WHERE key_hash IN ({mark}, {mark})", (hashed, legacy)).all()
         row = next((r for r in rows if r.key_hash == hashed), None) or next(iter(rows), None)
         if row is None:
             return None

@@ -18,20 +18,32 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-async def authenticate(request: web.Request, needed: str | None) -> ApiKey:
-    """The request's key, if it may do what needs scope `needed` (None: any scope)."""
-    throttle, address = request.app[THROTTLE], client_address(request)
-    wait = throttle.retry_after(address)
+def check_throttle(request: web.Request) -> None:
+    """429 while the client's address is slowed down."""
+    address = client_address(request)
+    wait = request.app[THROTTLE].retry_after(address)
     if wait is not None:
         fail(429, f"too many failed authentications from {address}; try again in {wait} s",
              {"Retry-After": str(wait)})
-    token = bearer_token(request.headers.get("Authorization"))
-    key = await asyncio.to_thread(request.app[KEYS].resolve, token) if token else None
+
+
+def authorize(app: web.Application, header: str | None, address: str, needed: str | None) -> ApiKey:
+    """Blocking (reads the database): the key in the Authorization `header`, if it may do
+    what needs scope `needed` (None: any scope)."""
+    token = bearer_token(header)
+    key = app[KEYS].resolve(token) if token else None
     if key is None:
-        throttle.failed(address)
+        app[THROTTLE].failed(address)
         what = "is not a valid, unexpired ProxyOS API key" if token else "is missing"
         fail(401, f"the API key (Authorization: Bearer pxos_...) {what}", CHALLENGE)
     if not scopes.allows(key.scopes, needed):
         wanted = f"scope {needed!r} or 'admin'" if needed else "a scope"
         fail(403, f"API key {key.name!r} lacks {wanted} (it has: {', '.join(sorted(key.scopes)) or 'none'})")
     return key
+
+
+async def authenticate(request: web.Request, needed: str | None) -> ApiKey:
+    """The request's key, if it may do what needs scope `needed` (None: any scope)."""
+    check_throttle(request)
+    return await asyncio.to_thread(authorize, request.app, request.headers.get("Authorization"),
+                                   client_address(request), needed)

@@ -13,34 +13,40 @@ from workers.job_records import periodic_jobs
 from . import idempotency, scopes
 from .app_keys import ACCEPTOR, ENGINE, QUEUE, SETTINGS
 from .errors import fail, json_response
-from .guard import authenticate, client_address
-from .job_requests import find_job, options_for, parse_body, visible_jobs
+from .guard import authenticate, authorize, check_throttle, client_address
+from .job_requests import Answer, find_job, options_for, parse_body, visible_jobs
 
 routes = web.RouteTableDef()
 
 
 @routes.post("/v1/jobs/{job}")
 async def enqueue(request: web.Request) -> web.Response:
-    name = request.match_info["job"]
-    jobs = request.app[QUEUE].jobs
-    key = await authenticate(request, None)
-    job = find_job(jobs, name)
-    needed = scopes.for_job(job.name)
-    if not scopes.allows(key.scopes, needed):
-        fail(403, f"API key {key.name!r} lacks scope {needed!r} or 'admin', which {job.name} needs")
-    options = options_for(job, parse_body(await request.read()))
-    header = request.headers.get("Idempotency-Key")
-    if header is not None and (problem := idempotency.check_header(header)):
-        fail(400, problem)
-    refused = request.app[SETTINGS].jobs.refusal(job.name)
-    if refused:
-        fail(409, f"{job.name} is not enqueued: {refused}")
-    answer = await asyncio.to_thread(request.app[ACCEPTOR].accept, key, job, options, header,
-                                     client_address(request))
+    check_throttle(request)
+    raw = await request.read()  # at most 64 KiB (413 beyond)
+    app, header = request.app, request.headers.get("Idempotency-Key")
+    answer = await asyncio.to_thread(  # one hop to a thread: the key, then the request
+        _accept, app, request.match_info["job"], raw, request.headers.get("Authorization"), header,
+        client_address(request))
     headers = {"Location": answer.body["runs"]} if "runs" in answer.body else {}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(answer.body, answer.status, headers)
+
+
+def _accept(app: web.Application, name: str, raw: bytes, authorization: str | None, header: str | None,
+            client: str) -> Answer:
+    key = authorize(app, authorization, client, None)
+    job = find_job(app[QUEUE].jobs, name)
+    needed = scopes.for_job(job.name)
+    if not scopes.allows(key.scopes, needed):
+        fail(403, f"API key {key.name!r} lacks scope {needed!r} or 'admin', which {job.name} needs")
+    options = options_for(job, parse_body(raw))
+    if header is not None and (problem := idempotency.check_header(header)):
+        fail(400, problem)
+    refused = app[SETTINGS].jobs.refusal(job.name)
+    if refused:
+        fail(409, f"{job.name} is not enqueued: {refused}")
+    return app[ACCEPTOR].accept(key, job, options, header, client)
 
 
 def _jobs(request: web.Request) -> dict:

@@ -22,7 +22,7 @@ PG_URL = os.environ.get("PROXYOS_TEST_DATABASE_URL")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])])
-def apiserve_env(request, tmp_path: Path) -> Iterator[dict[str, str]]:
+def api_env(request, tmp_path: Path) -> Iterator[dict[str, str]]:
     """`serve`'s environment: SQLite database and queue files, then PostgreSQL + Redis."""
     if request.param == "sqlite":
         yield serve_env(tmp_path, f"sqlite:///{tmp_path / 'proxyos.db'}")
@@ -34,7 +34,7 @@ def apiserve_env(request, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def sqlite_apiserve_env(tmp_path: Path) -> dict[str, str]:
+def sqlite_api_env(tmp_path: Path) -> dict[str, str]:
     return serve_env(tmp_path, f"sqlite:///{tmp_path / 'proxyos.db'}")
 
 

@@ -53,8 +53,8 @@ def serve_env(tmp: Path, database_url: str, queue_url: str | None = None, **extr
         PROXYOS_SECRET=new_secret(),
         PROXYOS_QUEUE_POLL="0.2",
         LOG_LEVEL="info",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

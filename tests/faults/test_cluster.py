@@ -29,6 +29,7 @@ from db.engine import create_engine, write_transaction
 from tasks.health.schedule import phase
 from tests.toolkit.caddy_log import caddy_line
 from tests.toolkit.certs import cert_env_for
+from tests.toolkit.databases import scalar
 from tests.toolkit.factories import add_provider, add_route, new_secret, ups
 from tests.toolkit.processes import Consumer, run_cli, wait_until
 from tests.toolkit.servers.pebble import pebble_counts
@@ -85,11 +86,6 @@ def _add_routes(engine, upstream_ports: list[int], provider_id: str) -> tuple[li
             add_route(conn, domain, provider_id, name=domain, upstreams=ups("127.0.0.1:9"), health_check_enabled=0,
                       health_check_interval=INTERVAL)
     return health, hosts, domains
-
-
-def _scalar(engine, sql: str, **params):
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).scalar()
 
 
 def _runs_since(engine, job: str, since: float) -> list[tuple]:
@@ -171,31 +167,31 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
     queue, ctx = build_queue(load(env))
     rng = random.Random(seed)
     try:
-        wait_until(lambda: _scalar(engine, "SELECT count(*) FROM certificates WHERE status = 'active'") == CERTS,
+        wait_until(lambda: scalar(engine, "SELECT count(*) FROM certificates WHERE status = 'active'") == CERTS,
                    timeout=180, what="the 20 certificates")
-        wait_until(lambda: _scalar(engine, "SELECT count(DISTINCT route_id) FROM health_checks") == HEALTH_ROUTES,
+        wait_until(lambda: scalar(engine, "SELECT count(DISTINCT route_id) FROM health_checks") == HEALTH_ROUTES,
                    timeout=120, what="a first check of every route")
         window_start = time.time() + 1
-        wait_until(lambda: _scalar(engine, "SELECT last_tick FROM job_schedule WHERE job = 'health-dispatch'")
+        wait_until(lambda: scalar(engine, "SELECT last_tick FROM job_schedule WHERE job = 'health-dispatch'")
                    >= window_start + WINDOW + 5, timeout=WINDOW + 60, what="the measured window to pass")
         window_end = window_start + WINDOW
         victim, held = _holder(engine, consumers, rng)
         killed_at = time.time()
         consumers[victim].kill()
-        wait_until(lambda: _scalar(engine, "SELECT min(last_tick) FROM job_schedule WHERE job IN"
+        wait_until(lambda: scalar(engine, "SELECT min(last_tick) FROM job_schedule WHERE job IN"
                                            " ('ingest', 'health-dispatch')") >= killed_at + AFTER_KILL,
                    timeout=AFTER_KILL + 60, what="the survivors to run on")
         live.stop()
         lines = log_file.read_bytes().count(b"\n")
-        wait_until(lambda: _scalar(engine, "SELECT count(*) FROM access_log") == lines, timeout=90,
+        wait_until(lambda: scalar(engine, "SELECT count(*) FROM access_log") == lines, timeout=90,
                    what="every line of the live log to be ingested")
         # Its next tick may be a minute away. Asked for on demand, a run that finds one in
         # progress (which may have begun before the last rows) is retried until it runs.
         asked_at = time.time()
         queue.enqueue("aggregate", on_demand=True)
         try:
-            wait_until(lambda: _scalar(engine, "SELECT value FROM traffic_state WHERE name = 'aggregated_seq'")
-                       == _scalar(engine, "SELECT max(seq) FROM access_log"), timeout=60, what="every row counted")
+            wait_until(lambda: scalar(engine, "SELECT value FROM traffic_state WHERE name = 'aggregated_seq'")
+                       == scalar(engine, "SELECT max(seq) FROM access_log"), timeout=60, what="every row counted")
         except AssertionError as exc:
             runs = _runs_since(engine, "aggregate", asked_at - 60)
             raise AssertionError(f"{exc}; aggregate runs since a minute before: {runs}") from exc

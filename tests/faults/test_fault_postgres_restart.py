@@ -9,15 +9,13 @@ import sqlalchemy as sa
 
 from db.engine import create_engine
 from tests.toolkit.caddy_log import append_lines
+from tests.toolkit.databases import scalar
 from tests.toolkit.factories import add_route
 from tests.toolkit.processes import Consumer, run_cli, wait_until
 
 LINES = 60_000
 
 
-def _count(engine, sql: str, **params) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).scalar()
 
 
 def test_ingest_survives_a_postgres_restart_mid_run(private_postgres, worker_env, tmp_path):
@@ -37,16 +35,16 @@ def test_ingest_survives_a_postgres_restart_mid_run(private_postgres, worker_env
     consumer = Consumer(env, tmp_path / "worker.log", "--workers", "2")
     try:
         # Stop the server while an ingest run is between its batches.
-        wait_until(lambda: 0 < _count(engine, "SELECT count(*) FROM access_log") < LINES // 2,
+        wait_until(lambda: 0 < scalar(engine, "SELECT count(*) FROM access_log") < LINES // 2,
                    timeout=120, what="an ingest run to be under way")
         private_postgres.stop()
         wait_until(lambda: "job ingest failed" in consumer.log(), timeout=60, what="the run to fail")
         private_postgres.start()
         engine.dispose()
 
-        wait_until(lambda: _count(engine, "SELECT count(*) FROM access_log") == LINES,
+        wait_until(lambda: scalar(engine, "SELECT count(*) FROM access_log") == LINES,
                    timeout=180, what="every line to be ingested after the restart")
-        failed = wait_until(lambda: _count(engine, "SELECT count(*) FROM task_runs WHERE job='ingest'"
+        failed = wait_until(lambda: scalar(engine, "SELECT count(*) FROM task_runs WHERE job='ingest'"
                                                   " AND status='error'"), timeout=30, what="the failure to be recorded")
         assert failed >= 1
         with engine.connect() as conn:
@@ -55,7 +53,7 @@ def test_ingest_survives_a_postgres_restart_mid_run(private_postgres, worker_env
         assert all(errors) and any(
             word in " ".join(errors).lower() for word in ("connection", "terminat", "server closed")
         ), errors
-        assert _count(engine, "SELECT count(DISTINCT seq) FROM access_log") == LINES  # none twice
+        assert scalar(engine, "SELECT count(DISTINCT seq) FROM access_log") == LINES  # none twice
         assert consumer.process.poll() is None, "the consumer died with the database"
     finally:
         code = consumer.stop()

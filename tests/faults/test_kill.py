@@ -24,6 +24,7 @@ from db.engine import create_engine, write_transaction
 from db.sql import new_id
 from tests.toolkit.caddy_log import caddy_line
 from tests.toolkit.certs import cert_env_for
+from tests.toolkit.databases import scalar
 from tests.toolkit.factories import add_provider, add_route, new_secret, ups
 from tests.toolkit.processes import Consumer, run_cli, wait_until
 from tests.toolkit.servers.pebble import pebble_counts
@@ -82,8 +83,7 @@ class Cluster:
         self.domains: list[str] = []
 
     def scalar(self, sql: str, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
+        return scalar(self.engine, sql, **params)
 
     def start(self) -> None:
         self.starts += 1
@@ -276,7 +276,7 @@ def test_sigterm_lets_a_running_ingest_finish(worker_env, tmp_path):
         queue, ctx = build_queue(load(env))
         task_id = queue.enqueue("ingest")
         ctx.close()
-        wait_until(lambda: 0 < _count(engine, "SELECT count(*) FROM access_log") < lines // 2,
+        wait_until(lambda: 0 < scalar(engine, "SELECT count(*) FROM access_log") < lines // 2,
                    timeout=60, what="the ingest run to be under way")
         consumer.process.send_signal(signal.SIGTERM)
         code = consumer.process.wait(timeout=120)
@@ -288,14 +288,11 @@ def test_sigterm_lets_a_running_ingest_finish(worker_env, tmp_path):
         run = conn.execute(sa.text("SELECT status, summary FROM task_runs WHERE task_id = :t"),
                            {"t": task_id}).one()
     assert run.status == "ok", run
-    assert _count(engine, "SELECT count(*) FROM access_log") == lines, "the run was cut short"
-    assert _count(engine, "SELECT count(*) FROM job_leases") == 0
+    assert scalar(engine, "SELECT count(*) FROM access_log") == lines, "the run was cut short"
+    assert scalar(engine, "SELECT count(*) FROM job_leases") == 0
     engine.dispose()
 
 
-def _count(engine, sql: str) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql)).scalar()
 
 
 def test_a_restart_releases_the_leases_of_killed_runs(worker_env, tmp_path):

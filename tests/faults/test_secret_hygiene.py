@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from db.engine import create_engine
 from tests.toolkit.certs import cert_env_for
+from tests.toolkit.databases import scalar
 from tests.toolkit.factories import add_provider, add_route, new_secret, ups
 from tests.toolkit.processes import Consumer, run_cli, wait_until
 from tests.toolkit.servers.redis import fresh_redis_url
@@ -141,7 +142,7 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
         enqueued = run_cli(["enqueue", "issue", "--cert", cert_id], env)
         outputs += [enqueued.stdout, enqueued.stderr]
         assert enqueued.returncode == 0, enqueued.stderr
-        wait_until(lambda: _count(engine, "SELECT count(*) FROM task_runs WHERE task_id = :t AND status = 'ok'",
+        wait_until(lambda: scalar(engine, "SELECT count(*) FROM task_runs WHERE task_id = :t AND status = 'ok'",
                                   t=enqueued.stdout.strip()), timeout=60, what="the enqueued issue")
         status = run_cli(["status"], env)
         listing = run_cli(["certs", "--json"], env)
@@ -182,8 +183,3 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
         assert file_mode(key) == 0o600, key
     assert not [p for p in cert_dir.rglob("*") if p.is_file() and _leaks(p.read_bytes(), needles)]
     assert os.environ.get("PROXYOS_SECRET") != secret
-
-
-def _count(engine, sql: str, **params) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).scalar()

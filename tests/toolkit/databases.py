@@ -51,3 +51,9 @@ def add_watched_rows(engine: sa.Engine) -> None:
         add_route(conn, "b.example", id="r2", upstreams="[]", created_at=1)
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("CREATE SEQUENCE trick_seq")
+
+
+def scalar(engine: sa.Engine, sql: str, **params):
+    """The one value `sql` (with `:name` parameters) selects, read in a connection of its own."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()

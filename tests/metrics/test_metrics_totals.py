@@ -162,8 +162,8 @@ def test_counters_do_not_fall_when_prune_deletes_their_rows(any_engine, tmp_path
     assert value(before, "proxyos_worker_health_checks_total", kind="route", id="ra", result="unhealthy") == 1
     assert value(before, "proxyos_worker_health_check_duration_seconds_count", kind="route", id="ra") == 2
     assert value(before, "proxyos_worker_health_check_duration_seconds_sum", kind="route", id="ra") == 0.05
-    assert value(before, "proxyos_worker_health_status", kind="route", id="ra", status="healthy") == 1
-    assert value(before, "proxyos_worker_health_status", kind="stream", id="s1", status="healthy") == 1
+    assert value(before, "proxyos_worker_health_state", kind="route", id="ra", status="healthy") == 1
+    assert value(before, "proxyos_worker_health_state", kind="stream", id="s1", status="healthy") == 1
     rows_before = _history_rows(any_engine)
 
     rules = settings_retention.load({"PROXYOS_RETENTION_HEALTH_CHECKS_KEEP": "1"}).rules()

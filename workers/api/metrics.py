@@ -33,7 +33,7 @@ from db import run_totals
 from db.schema import RUN_DURATION_BOUNDS_MS, job_schedule
 from db.size import sizes
 from tasks.backup import newest_backup_time
-from tasks.certs import listing
+from tasks.certs import gauges as cert_gauges
 from tasks.health import totals as health_totals
 from tasks.traffic import totals as traffic_totals
 
@@ -45,7 +45,6 @@ from .app_keys import ENGINE, QUEUE, SETTINGS
 log = logging.getLogger("proxyos.api.metrics")
 
 PREFIX = "proxyos_worker_"
-HEALTH_STATES = ("healthy", "degraded", "unhealthy", "unknown")
 
 
 def _name(name: str) -> str:
@@ -75,8 +74,8 @@ class WorkerCollector(Collector):
             yield from self._jobs(conn, now)
             yield from self._health(conn)
             yield from self._traffic(conn)
+            yield from self._certificates(conn, now)
             yield from self._database(conn)
-        yield from self._certificates(now)
         yield from self._queue()
 
     # --- jobs -------------------------------------------------------------------------
@@ -131,55 +130,51 @@ class WorkerCollector(Collector):
 
     def _health(self, conn: sa.Connection) -> Iterable[Metric]:
         status = GaugeMetricFamily(
-            _name("health_status"),
-            "The workers' flap-free state of each route and stream: 1 for its current status, 0 for the others.",
+            _name("health_state"),
+            "The workers' flap-free state of each route and stream: 1, with the state (healthy, degraded, "
+            "unhealthy, unknown) as the status label.",
             labels=["kind", "id", "name", "status"])
-        names = {}
         for kind, target, name, current in health_totals.states(conn):
-            names[(kind, target)] = name
-            for state in HEALTH_STATES:
-                status.add_metric([kind, target, name, state], 1 if current == state else 0)
+            status.add_metric([kind, target, name, current], 1)
         yield status
         checks = CounterMetricFamily(_name("health_checks"), "Checks the workers made, by route or stream and result.",
-                                     labels=["kind", "id", "name", "result"])
+                                     labels=["kind", "id", "result"])
         duration = SummaryMetricFamily(_name("health_check_duration_seconds"),
-                                       "Response time of the checks that got a response.",
-                                       labels=["kind", "id", "name"])
+                                       "Response time of the checks that got a response.", labels=["kind", "id"])
         timed: dict[tuple[str, str], list] = {}
         for row in health_totals.totals(conn):
-            name = names.get((row.target_type, row.target_id), "")
-            checks.add_metric([row.target_type, row.target_id, name, row.result], row.checks)
+            checks.add_metric([row.target_type, row.target_id, row.result], row.checks)
             sums = timed.setdefault((row.target_type, row.target_id), [0, 0])
             sums[0] += row.timed
             sums[1] += row.duration_ms_sum
         for (kind, target), (count, total_ms) in sorted(timed.items()):
-            duration.add_metric([kind, target, names.get((kind, target), "")], count, total_ms / 1000)
+            duration.add_metric([kind, target], count, total_ms / 1000)
         yield checks
         yield duration
 
     # --- certificates -----------------------------------------------------------------
 
-    def _certificates(self, now: float) -> Iterable[Metric]:
-        labels = ["certificate_id", "domain", "source"]
+    def _certificates(self, conn: sa.Connection, now: float) -> Iterable[Metric]:
+        labels = ["certificate_id", "domain"]
         expiry = GaugeMetricFamily(_name("certificate_expiry_seconds"),
                                    "Seconds until the certificate expires (negative once it has).", labels=labels)
         renewal = GaugeMetricFamily(_name("certificate_next_renewal_timestamp_seconds"),
-                                    "When the workers next try to renew or issue it (Unix time).", labels=labels)
+                                    "When the workers next try to renew or issue it (Unix time; certificates "
+                                    "the workers renew).", labels=labels)
         failures = GaugeMetricFamily(_name("certificate_consecutive_failures"),
                                      "Failed attempts to issue or renew it since the last success.", labels=labels)
         deployed = GaugeMetricFamily(_name("certificate_deployed"),
                                      "1 when Caddy holds the current certificate, 0 while it is waiting to be "
                                      "loaded (certificates the workers load into Caddy).", labels=labels)
-        for cert in listing.rows(self.engine, now):
-            values = [cert["id"], cert["domain"], cert["source"]]
-            if cert["expires_at"] is not None:
-                expiry.add_metric(values, cert["expires_at"] - now)
-            if cert["next_renewal_at"] is not None:
-                renewal.add_metric(values, cert["next_renewal_at"])
-            failures.add_metric(values, cert["failures"] or 0)
-            caddy = cert.get("caddy")
-            if caddy is not None:
-                deployed.add_metric(values, 0 if caddy["pending_since"] else 1)
+        for cert in cert_gauges.read(conn, now):
+            values = [cert.id, cert.domain]
+            if cert.expires_at is not None:
+                expiry.add_metric(values, cert.expires_at - now)
+            if cert.next_renewal_at is not None:
+                renewal.add_metric(values, cert.next_renewal_at)
+            failures.add_metric(values, cert.failures)
+            if cert.deployed is not None:
+                deployed.add_metric(values, 1 if cert.deployed else 0)
         yield from (expiry, renewal, failures, deployed)
 
     # --- traffic ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""A real Prometheus server (Debian's /usr/bin/prometheus) scrapes `GET /metrics` every
-second: its HTTP API returns the routes' request counters with the values of the log,
-and after `prune` deletes the minutes and access_log rows they were counted into (and
-new lines come in), the counters have gone on rising, never reset."""
+"""A real Prometheus server (Debian's /usr/bin/prometheus) scrapes `GET /metrics` of
+`proxyos-worker serve` (PROXYOS_METRICS_PUBLIC=1) every second: its HTTP API returns the
+routes' request counters with the values of the log, and after `prune` deletes the
+minutes and access_log rows they were counted into (and new lines come in), the counters
+have gone on rising, never reset."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tasks.retention.prune import Pacing, prune
 from tasks.retention.rules import DAY_S
 from tasks.traffic.ingest import ingest
 from tests.toolkit.caddy_log import append, caddy_line
-from tests.toolkit.factories import add_route
+from tests.toolkit.factories import add_route, new_secret
 from tests.toolkit.processes import free_port, stop_process, wait_for_start, wait_until
 from tests.toolkit.traffic import count_rows
 from workers.settings import retention as settings_retention
@@ -63,8 +64,9 @@ def test_prometheus_scrapes_counters_that_do_not_fall_after_prune(engine, worker
     ingest(engine, log)
 
     port, prom_port = free_port(), free_port()
-    env = {**worker_env, "PROXYOS_ACCESS_LOG": str(log)}
-    exporter = _start([sys.executable, "-m", "tests.metrics.exporter", str(port)], tmp_path / "exporter.log", env)
+    env = {**worker_env, "PROXYOS_ACCESS_LOG": str(log), "PROXYOS_METRICS_PUBLIC": "1",
+           "PROXYOS_SECRET": new_secret(), "PROXYOS_API_LISTEN": f"127.0.0.1:{port}"}
+    exporter = _start([sys.executable, "-m", "workers.cli", "serve"], tmp_path / "serve.log", env)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -75,8 +77,8 @@ def test_prometheus_scrapes_counters_that_do_not_fall_after_prune(engine, worker
                          f"--web.listen-address=127.0.0.1:{prom_port}"], tmp_path / "prometheus.log")
     base = f"http://127.0.0.1:{prom_port}"
     try:
-        wait_for_start(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), "the exporter", exporter,
-                       tmp_path / "exporter.log")
+        wait_for_start(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), "proxyos-worker serve", exporter,
+                       tmp_path / "serve.log")
         wait_for_start(lambda: _answers(f"{base}/-/ready"), "Prometheus", prometheus, tmp_path / "prometheus.log",
                        timeout=60)
         requests = "proxyos_worker_route_requests_total"

@@ -5,6 +5,7 @@ migrations build what this describes."""
 
 from __future__ import annotations
 
+from .alerts import alert_attempts, alert_events, alert_outbox, alert_rules, alert_state, system_settings
 from .api import api_idempotency
 from .certs import acme_account_keys, cert_deployments, cert_dns_records, cert_orders
 from .columns import metadata
@@ -45,5 +46,6 @@ __all__ = [
     'stream_health_state', 'health_events', 'acme_account_keys', 'cert_dns_records', 'cert_orders',
     'cert_deployments', 'traffic_ingest_position', 'traffic_state', 'traffic_rollups',
     'traffic_route_totals', 'task_run_totals', 'RUN_DURATION_BOUNDS_MS', 'health_check_totals',
-    'api_idempotency',
+    'api_idempotency', 'alert_rules', 'alert_events', 'system_settings', 'alert_state', 'alert_outbox',
+    'alert_attempts',
 ]

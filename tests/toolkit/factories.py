@@ -1,5 +1,6 @@
 """Rows as ProxyOS writes them, one function a kind: `add_route`, `add_stream`,
-`add_provider`, `add_certificate` (and `add_plaintext_account_key`). Each returns the
+`add_provider`, `add_certificate`, `add_alert_rule`, `set_system_setting` (and
+`add_plaintext_account_key`). Each returns the
 new row's id; its keywords are the table's columns, any other column may be given too,
 and a column not given keeps its default in the schema.
 
@@ -18,7 +19,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from db.engine import write_transaction
-from db.schema import acme_account_keys, acme_accounts, certificates, dns_providers, routes, streams
+from db.schema import (
+    acme_account_keys,
+    acme_accounts,
+    alert_rules,
+    certificates,
+    dns_providers,
+    routes,
+    streams,
+    system_settings,
+)
 from db.sql import new_id
 from tasks.certs.credentials import encrypt
 
@@ -162,3 +172,22 @@ def add_plaintext_account_key(target, settings) -> str:
                                                    acme_url=settings.directory, created_at=now))
         conn.execute(acme_account_keys.insert().values(account_id=account_id, key_pem=pem, updated_at=now))
     return pem
+
+
+def add_alert_rule(target, type_: str, config: Any = None, *, id: str | None = None, name: str | None = None,
+                   target_route_id: str | None = None, enabled: int = 1, **columns) -> str:
+    """A row of ProxyOS's `alert_rules` (`config`: JSON text or what to write as JSON)."""
+    rule_id = id or new_id()
+    _insert(target, alert_rules, {
+        "id": rule_id, "name": name or f"{type_} {rule_id[:6]}", "type": type_, "target_route_id": target_route_id,
+        "config": _json(config if config is not None else {}), "enabled": enabled, "created_at": int(time.time()),
+        **columns,
+    })
+    return rule_id
+
+
+def set_system_setting(target, key: str, value: Any) -> None:
+    """ProxyOS's `system_settings[key]` (JSON text or what to write as JSON), replaced."""
+    with _writing(target) as conn:
+        conn.execute(sa.delete(system_settings).where(system_settings.c.key == key))
+        conn.execute(system_settings.insert().values(key=key, value=_json(value), updated_at=int(time.time())))

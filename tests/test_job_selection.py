@@ -21,7 +21,8 @@ from workers.scheduler import PeriodicScheduler
 HEALTH = {"health", "health-dispatch", "health-batch"}
 TRAFFIC = {"ingest", "aggregate", "prune"}
 CERTS = {"certs", "issue", "caddy-sync"}
-EVERY_JOB = HEALTH | TRAFFIC | CERTS | {"backup"}
+ALERTS = {"alerts-evaluate", "notify"}
+EVERY_JOB = HEALTH | TRAFFIC | CERTS | ALERTS | {"backup"}
 
 
 def _disabled(value: str) -> set[str]:
@@ -35,7 +36,8 @@ def _disabled(value: str) -> set[str]:
         ("all", set()),
         ("all,-health", HEALTH),
         ("-health", HEALTH),  # a list that begins by leaving out starts from all
-        ("traffic,backup", HEALTH | CERTS),
+        ("traffic,backup", HEALTH | CERTS | ALERTS),
+        ("all,-alerts", ALERTS),
         ("all,-ingest", {"ingest"}),
         (" traffic , -prune , health-dispatch , health-batch ",
          (EVERY_JOB - TRAFFIC - {"health-dispatch", "health-batch"}) | {"prune"}),
@@ -64,7 +66,7 @@ def test_an_unknown_name_stops_with_one_line_and_exit_2(value, worker_env):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("proxyos-worker: PROXYOS_JOBS=")
-    assert "expected all, or a comma list of areas (backup, certs, health, traffic)" in lines[0]
+    assert "expected all, or a comma list of areas (alerts, backup, certs, health, traffic)" in lines[0]
     assert "health-dispatch" in lines[0]
 
 
@@ -80,7 +82,7 @@ def test_a_dispatcher_without_the_job_it_feeds_stops_with_one_line(value, worker
 
 
 def test_a_scheduler_tick_enqueues_only_enabled_jobs(engine):
-    selection = config.load({"PROXYOS_JOBS": "all,-health,-certs"}).jobs
+    selection = config.load({"PROXYOS_JOBS": "all,-health,-certs,-alerts"}).jobs
     enqueued: list[str] = []
     scheduler = PeriodicScheduler(engine, enabled_jobs(discover().values(), selection), enqueued.append,
                                   clock=lambda: 1_764_000_000.0)
@@ -113,7 +115,7 @@ def test_the_consumer_schedules_no_disabled_job(worker_env, sqlite_url, tmp_path
     output = worker.log()
     assert code == 0, output
     assert "periodic jobs: backup every 86400s, prune every 3600s" in output
-    assert "disabled by PROXYOS_JOBS=backup,prune: aggregate, caddy-sync, certs, health" in output
+    assert "disabled by PROXYOS_JOBS=backup,prune: aggregate, alerts-evaluate, caddy-sync, certs, health" in output
 
 
 def test_run_once_and_enqueue_refuse_a_disabled_job(worker_env, sqlite_url):

@@ -1,7 +1,7 @@
 """`PROXYOS_JOBS`: which jobs these workers run, so that one writer does each kind of work.
 
 The value is `all` (the default) or a comma list of areas (`workers.jobs.AREAS`:
-backup, certs, health, traffic) and job names, read left to right; `-name` leaves an area
+alerts, backup, certs, health, traffic) and job names, read left to right; `-name` leaves an area
 or a job out again (`all,-health`, `traffic,backup`, `all,-ingest`). A list that begins
 with `-name` starts from all. A name that is both an area and a job (`health`) means the
 area. A disabled job is not scheduled, is refused by `run-once` and `enqueue`, and a

@@ -112,7 +112,7 @@ class Job:
     check_settings: Callable[[Mapping[str, str]], Any] | None = None
     render: Callable[[Mapping[str, Any]], str] | None = None  # run-once's text output
     hidden: bool = field(default=False)  # internal fan-out tasks: not offered on the CLI
-    area: str = ""  # its area in workers.jobs.AREAS (health, certs, traffic, backup)
+    area: str = ""  # its area in workers.jobs.AREAS (health, certs, traffic, backup, alerts)
     feeds: tuple[str, ...] = ()  # jobs it hands its work to: PROXYOS_JOBS keeps them together
     # The scheduler's read-only look once it has claimed a tick: why a run would certainly
     # find nothing to do (the tick is then not enqueued at all), or None to enqueue it.

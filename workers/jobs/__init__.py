@@ -3,9 +3,10 @@ list of them (`PROXYOS_JOBS` names these areas); see `workers.registry`."""
 
 from __future__ import annotations
 
-from . import backup, certs, health, traffic
+from . import alerts, backup, certs, health, traffic
 
 AREAS = {
+    "alerts": alerts.JOBS,
     "backup": backup.JOBS,
     "certs": certs.JOBS,
     "health": health.JOBS,

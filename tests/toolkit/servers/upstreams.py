@@ -54,8 +54,8 @@ class HttpUpstream(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, context: ssl.SSLContext | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Answer)
+    def __init__(self, context: ssl.SSLContext | None = None, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Answer)
         self.seen: list[dict] = []
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True)
@@ -69,9 +69,10 @@ class HttpUpstream(ThreadingHTTPServer):
         self.server_close()
 
 
-def start_http_upstream(context: ssl.SSLContext | None = None) -> HttpUpstream:
-    """The answering server on a free port, served by a thread; HTTPS with `context`."""
-    server = HttpUpstream(context)
+def start_http_upstream(context: ssl.SSLContext | None = None, port: int = 0) -> HttpUpstream:
+    """The answering server on a free port (or `port`: one started again), served by a
+    thread; HTTPS with `context`."""
+    server = HttpUpstream(context, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

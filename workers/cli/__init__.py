@@ -15,9 +15,9 @@ from db.errors import explain
 from db.problem import Problem
 
 from .. import config, logs
-from . import certs, db, jobs, migrate, run, serve, status, traffic
+from . import alerts, certs, db, jobs, migrate, run, serve, status, traffic
 
-COMMANDS = (certs, db, jobs, migrate, run, serve, status, traffic)
+COMMANDS = (alerts, certs, db, jobs, migrate, run, serve, status, traffic)
 
 DESCRIPTION = """\
 Background workers of ProxyOS: health checks, certificates, traffic, backups.

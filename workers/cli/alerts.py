@@ -1,0 +1,101 @@
+"""`proxyos-worker alerts`: the workers' alert rules in ProxyOS's alert_rules, and a test
+of each notification channel."""
+
+from __future__ import annotations
+
+import json
+
+from tasks.alerts.manage import add_rule, list_rules, set_enabled, test_channel
+from tasks.alerts.rules import TYPES
+
+from ..settings import alerts as alert_settings
+from ..startup import open_database
+from .common import add_command, format_time, print_json, print_table
+
+
+def register(commands) -> None:
+    parser = add_command(
+        commands,
+        "alerts",
+        help="list, add, enable and disable the workers' alert rules; test a channel",
+        description="The workers' alert rules live in ProxyOS's alert_rules table beside the "
+        "dashboard's own (which the workers leave alone): " + ", ".join(TYPES) + ". Their config is "
+        "a JSON object in ProxyOS's AlertRuleConfig style (cooldownMinutes, groupSeconds, holdMinutes, "
+        "recovery, failures, thresholdsDays); see docs/alerts.md. Notifications go to the webhook "
+        "(system_settings alert_webhook) and e-mail (alert_smtp) the dashboard configures.",
+        example="proxyos-worker alerts list\n"
+        "proxyos-worker alerts add route_unhealthy 'Route down' --config '{\"holdMinutes\": 2}'\n"
+        "proxyos-worker alerts disable RULE_ID\n"
+        "proxyos-worker alerts test webhook",
+    )
+    sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    listing = sub.add_parser("list", help="every rule of the workers' types, its config or its problem")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(handler=handle_list)
+    add = sub.add_parser("add", help="add an enabled rule")
+    add.add_argument("type", choices=sorted(TYPES), help="the rule's type")
+    add.add_argument("name", help="the rule's name, shown in the dashboard and in every message")
+    add.add_argument("--config", default="{}", metavar="JSON", help="the rule's config (default: {}, every default)")
+    add.add_argument("--route", metavar="ID", help="route_unhealthy only: this route instead of every route")
+    add.add_argument("--json", action="store_true", help="print the new rule as JSON")
+    add.set_defaults(handler=handle_add)
+    for verb, enabled in (("enable", True), ("disable", False)):
+        toggle = sub.add_parser(verb, help=f"{verb} a rule by id")
+        toggle.add_argument("rule_id", metavar="RULE_ID")
+        toggle.set_defaults(handler=handle_toggle, enabled=enabled)
+    test = sub.add_parser("test", help="send a test notification through a channel now (not through the outbox)")
+    test.add_argument("channel", choices=["webhook", "smtp"])
+    test.set_defaults(handler=handle_test)
+
+
+def handle_list(args, settings) -> int:
+    engine = open_database(settings, create=False)
+    try:
+        items = list_rules(engine)
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json(items)
+        return 0
+    if not items:
+        print("no alert rules of the workers' types (add one: proxyos-worker alerts add --help)")
+        return 0
+    print_table(
+        ["ID", "NAME", "TYPE", "ENABLED", "ROUTE", "LAST FIRED", "CONFIG OR PROBLEM"],
+        [[i["id"], i["name"], i["type"], "yes" if i["enabled"] else "no", i["route"],
+          format_time(i["last_fired_at"]) if i["last_fired_at"] else "-",
+          i["problem"] or json.dumps(i["config"], separators=(",", ":"))] for i in items],
+    )
+    return 0
+
+
+def handle_add(args, settings) -> int:
+    engine = open_database(settings, create=False)
+    try:
+        rule = add_rule(engine, args.type, args.name, args.config, args.route)
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json(rule)
+    else:
+        print(f"added {rule['type']} rule {rule['name']!r}: {rule['id']}")
+    return 0
+
+
+def handle_toggle(args, settings) -> int:
+    engine = open_database(settings, create=False)
+    try:
+        set_enabled(engine, args.rule_id, args.enabled)
+    finally:
+        engine.dispose()
+    print(f"{'enabled' if args.enabled else 'disabled'} {args.rule_id}")
+    return 0
+
+
+def handle_test(args, settings) -> int:
+    engine = open_database(settings, create=False)
+    try:
+        print(test_channel(engine, args.channel, settings.area(alert_settings.load)))
+    finally:
+        engine.dispose()
+    return 0

@@ -3,6 +3,7 @@ of each notification channel."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from tasks.alerts.manage import add_rule, list_rules, set_enabled, test_channel
@@ -29,10 +30,21 @@ def register(commands) -> None:
         "proxyos-worker alerts test webhook",
     )
     sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
-    listing = sub.add_parser("list", help="every rule of the workers' types, its config or its problem")
+
+    def command(name: str, help: str, description: str, example: str):
+        return sub.add_parser(name, help=help, description=description, epilog="example:\n  " + example,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    listing = command("list", "every rule of the workers' types, its config or its problem",
+                      "List the workers' alert rules, enabled or not: the config with its defaults filled "
+                      "in, or the problem that makes the evaluator skip the rule.",
+                      "proxyos-worker alerts list --json | jq '.[] | select(.problem)'")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
     listing.set_defaults(handler=handle_list)
-    add = sub.add_parser("add", help="add an enabled rule")
+    add = command("add", "add an enabled rule",
+                  "Add an enabled rule. A bad config, an unknown type or a route that does not exist is "
+                  "refused with one line and nothing is written.",
+                  "proxyos-worker alerts add cert_expiring_each 'Expiry' --config '{\"thresholdsDays\": [14, 3]}'")
     add.add_argument("type", choices=sorted(TYPES), help="the rule's type")
     add.add_argument("name", help="the rule's name, shown in the dashboard and in every message")
     add.add_argument("--config", default="{}", metavar="JSON", help="the rule's config (default: {}, every default)")
@@ -40,10 +52,16 @@ def register(commands) -> None:
     add.add_argument("--json", action="store_true", help="print the new rule as JSON")
     add.set_defaults(handler=handle_add)
     for verb, enabled in (("enable", True), ("disable", False)):
-        toggle = sub.add_parser(verb, help=f"{verb} a rule by id")
+        toggle = command(verb, f"{verb} a rule by id",
+                         f"{verb.capitalize()} one of the workers' rules (the dashboard's own rules are "
+                         "the dashboard's to change).", f"proxyos-worker alerts {verb} RULE_ID")
         toggle.add_argument("rule_id", metavar="RULE_ID")
         toggle.set_defaults(handler=handle_toggle, enabled=enabled)
-    test = sub.add_parser("test", help="send a test notification through a channel now (not through the outbox)")
+    test = command("test", "send a test notification through a channel now (not through the outbox)",
+                   "Send one message (event alert.test) through the webhook (system_settings alert_webhook) "
+                   "or e-mail (alert_smtp) channel now, and say what the webhook answered or where the mail "
+                   "went; a channel that is not set or not usable is named.",
+                   "proxyos-worker alerts test smtp")
     test.add_argument("channel", choices=["webhook", "smtp"])
     test.set_defaults(handler=handle_test)
 

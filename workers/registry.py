@@ -130,3 +130,8 @@ def discover() -> dict[str, Job]:
                 raise RuntimeError(f"job {job.name!r} is defined twice")
             found[job.name] = dataclasses.replace(job, area=job.area or area)
     return found
+
+
+def render_pairs(summary: Mapping[str, Any]) -> str:
+    """A run's summary as `key: value, ...` (run-once's text output of simple jobs)."""
+    return ", ".join(f"{k}: {v}" for k, v in summary.items())

@@ -10,8 +10,7 @@ from tasks.alerts.manage import add_rule, list_rules, set_enabled, test_channel
 from tasks.alerts.rules import TYPES
 
 from ..settings import alerts as alert_settings
-from ..startup import open_database
-from .common import add_command, format_time, print_json, print_table
+from .common import add_command, format_time, print_json, print_table, with_database
 
 
 def register(commands) -> None:
@@ -67,11 +66,7 @@ def register(commands) -> None:
 
 
 def handle_list(args, settings) -> int:
-    engine = open_database(settings, create=False)
-    try:
-        items = list_rules(engine)
-    finally:
-        engine.dispose()
+    items = with_database(settings, list_rules)
     if args.json:
         print_json(items)
         return 0
@@ -88,11 +83,7 @@ def handle_list(args, settings) -> int:
 
 
 def handle_add(args, settings) -> int:
-    engine = open_database(settings, create=False)
-    try:
-        rule = add_rule(engine, args.type, args.name, args.config, args.route)
-    finally:
-        engine.dispose()
+    rule = with_database(settings, lambda engine: add_rule(engine, args.type, args.name, args.config, args.route))
     if args.json:
         print_json(rule)
     else:
@@ -101,19 +92,12 @@ def handle_add(args, settings) -> int:
 
 
 def handle_toggle(args, settings) -> int:
-    engine = open_database(settings, create=False)
-    try:
-        set_enabled(engine, args.rule_id, args.enabled)
-    finally:
-        engine.dispose()
+    with_database(settings, lambda engine: set_enabled(engine, args.rule_id, args.enabled))
     print(f"{'enabled' if args.enabled else 'disabled'} {args.rule_id}")
     return 0
 
 
 def handle_test(args, settings) -> int:
-    engine = open_database(settings, create=False)
-    try:
-        print(test_channel(engine, args.channel, settings.area(alert_settings.load)))
-    finally:
-        engine.dispose()
+    channel_settings = settings.area(alert_settings.load)
+    print(with_database(settings, lambda engine: test_channel(engine, args.channel, channel_settings)))
     return 0

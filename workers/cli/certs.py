@@ -8,8 +8,7 @@ import time
 from tasks.certs.isolation import number
 from tasks.certs.listing import rows
 
-from ..startup import open_database
-from .common import add_command, format_duration, format_time, print_json, print_table
+from .common import add_command, format_duration, format_time, print_json, print_table, with_database
 
 
 def register(commands) -> None:
@@ -31,11 +30,7 @@ def register(commands) -> None:
 
 
 def handle(args, settings) -> int:
-    engine = open_database(settings, create=False)
-    try:
-        items = rows(engine, time.time())
-    finally:
-        engine.dispose()
+    items = with_database(settings, lambda engine: rows(engine, time.time()))
     if args.json:
         print_json(items)
         return 0

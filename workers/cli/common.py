@@ -6,9 +6,16 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
 
 from db.problem import Problem
+
+from ..startup import open_database
+
+T = TypeVar("T")
 
 
 class Failure(Problem):
@@ -57,3 +64,12 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def with_database(settings, use: Callable[[Engine], T]) -> T:
+    """`use` the existing database (a command never creates one), then let it go."""
+    engine = open_database(settings, create=False)
+    try:
+        return use(engine)
+    finally:
+        engine.dispose()

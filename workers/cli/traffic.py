@@ -7,8 +7,7 @@ import time
 
 from tasks.traffic.report import traffic_by_route
 
-from ..startup import open_database
-from .common import Failure, add_command, format_time, print_json, print_table
+from .common import Failure, add_command, format_time, print_json, print_table, with_database
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
@@ -54,11 +53,8 @@ def _ms(value: float | None) -> str:
 
 def handle(args, settings) -> int:
     since = parse_since(args.since)
-    engine = open_database(settings, create=False)
-    try:
-        size, start_ms, rows = traffic_by_route(engine, since, time.time(), args.route)
-    finally:
-        engine.dispose()
+    size, start_ms, rows = with_database(settings,
+                                         lambda engine: traffic_by_route(engine, since, time.time(), args.route))
     if args.json:
         print_json({"bucket": size, "since": start_ms // 1000, "routes": rows})
         return 0

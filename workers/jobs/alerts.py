@@ -3,7 +3,7 @@ notifications; `notify` delivers the outbox (see docs/alerts.md)."""
 
 from __future__ import annotations
 
-from ..registry import Job, JobContext
+from ..registry import Job, JobContext, render_pairs
 from ..settings import alerts as alerts_settings
 
 
@@ -41,10 +41,6 @@ def _nothing_due(ctx: JobContext) -> str | None:
     return nothing_due(ctx.engine)
 
 
-def _render(summary) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in summary.items())
-
-
 JOBS = [
     Job(
         name="alerts-evaluate",
@@ -55,7 +51,7 @@ JOBS = [
         every=5.0,
         example="proxyos-worker run-once alerts-evaluate",
         check_settings=alerts_settings.load,
-        render=_render,
+        render=render_pairs,
         feeds=("notify",),
     ),
     Job(
@@ -67,6 +63,6 @@ JOBS = [
         every=5.0,
         example="proxyos-worker run-once notify",
         check_settings=alerts_settings.load,
-        render=_render,
+        render=render_pairs,
     ),
 ]

@@ -10,7 +10,7 @@ from tasks.traffic.aggregate import aggregate, nothing_to_count, pending
 from tasks.traffic.ingest import ingest, nothing_new
 from tasks.traffic.progress import ingest_progress
 
-from ..registry import Job, JobContext
+from ..registry import Job, JobContext, render_pairs
 from ..settings import retention as settings_retention
 from ..settings import traffic as settings_traffic
 
@@ -64,10 +64,6 @@ def _check_settings(env) -> None:
     settings_retention.load(env)
 
 
-def _render(summary) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in summary.items())
-
-
 JOBS = [
     Job(
         name="ingest",
@@ -80,7 +76,7 @@ JOBS = [
         example="PROXYOS_ACCESS_LOG=/data/proxyos/access.log proxyos-worker run-once ingest",
         status=_ingest_status,
         check_settings=_check_settings,
-        render=_render,
+        render=render_pairs,
     ),
     Job(
         name="aggregate",
@@ -93,7 +89,7 @@ JOBS = [
         example="proxyos-worker run-once aggregate --json",
         status=_aggregate_status,
         check_settings=_check_settings,
-        render=_render,
+        render=render_pairs,
     ),
     Job(
         name="prune",
@@ -103,6 +99,6 @@ JOBS = [
         lease_seconds=60.0,  # renewed every 20 s while a run lasts; a killed run's lease lapses soon
         example="PROXYOS_RETENTION_ACCESS_LOG_DAYS=3 proxyos-worker run-once prune",
         check_settings=_check_settings,
-        render=_render,
+        render=render_pairs,
     ),
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy.engine import Engine
 
@@ -34,24 +34,30 @@ def current_tick(every: float, now: float) -> int:
     return int(now // every * every)
 
 
-def claim_tick(engine: Engine, job: str, tick: int) -> bool:
-    """True for the one caller that moves the job's last tick forward to `tick` (or
-    writes the job's first row with it)."""
+def claim_ticks(engine: Engine, ticks: Mapping[str, int]) -> set[str]:
+    """The jobs (of `ticks`: job -> tick) whose last tick this caller moved forward to the
+    given one, or whose first row it wrote with it; one transaction for all of them."""
     now = time.time()
+    claimed = set()
     with write_transaction(engine) as conn:
-        moved = conn.execute(
-            job_schedule.update()
-            .where(job_schedule.c.job == job, job_schedule.c.last_tick < tick)
-            .values(last_tick=tick, updated_at=now)
-        ).rowcount
-        if moved:
-            return True
-        first = conn.execute(
-            insert_or_ignore(conn, job_schedule)
-            .values(job=job, last_tick=tick, updated_at=now)
-            .returning(job_schedule.c.job)
-        ).first()
-    return first is not None
+        for job, tick in ticks.items():
+            moved = conn.execute(
+                job_schedule.update()
+                .where(job_schedule.c.job == job, job_schedule.c.last_tick < tick)
+                .values(last_tick=tick, updated_at=now)
+            ).rowcount
+            if moved or conn.execute(
+                insert_or_ignore(conn, job_schedule)
+                .values(job=job, last_tick=tick, updated_at=now)
+                .returning(job_schedule.c.job)
+            ).first() is not None:
+                claimed.add(job)
+    return claimed
+
+
+def claim_tick(engine: Engine, job: str, tick: int) -> bool:
+    """True for the one caller that moves the job's last tick forward to `tick`."""
+    return job in claim_ticks(engine, {job: tick})
 
 
 class PeriodicScheduler:
@@ -81,14 +87,24 @@ class PeriodicScheduler:
     def tick(self) -> list[str]:
         """Enqueue every job whose tick has come and that this process claimed."""
         now = self.clock()
-        enqueued = []
+        enqueued: list[str] = []
         self._failed = False
+        due = {job.name: current_tick(job.every, now) for job in self.jobs}
+        due = {name: tick for name, tick in due.items() if self._seen.get(name) != tick}
+        if not due:
+            return enqueued
+        try:
+            claimed = claim_ticks(self.engine, due)  # the jobs whose ticks fall together: one write
+        except Exception as exc:  # the database is down: retry next second
+            for name, tick in due.items():
+                self._could_not_schedule(name, tick, exc)
+            return enqueued
         for job in self.jobs:
-            tick = current_tick(job.every, now)
-            if self._seen.get(job.name) == tick:
+            tick = due.get(job.name)
+            if tick is None:
                 continue
             try:
-                if claim_tick(self.engine, job.name, tick):
+                if job.name in claimed:
                     idle = self._nothing_to_do(job)
                     if idle:
                         log.debug("job %s found nothing to do at tick %s: %s", job.name, tick, idle)
@@ -97,13 +113,16 @@ class PeriodicScheduler:
                         enqueued.append(job.name)
                         log.debug("enqueued %s for tick %s (task %s)", job.name, tick, task_id)
                 self._seen[job.name] = tick
-            except Exception as exc:  # the database or queue is down: retry next second
-                self._failed = True
-                log.warning("could not schedule %s: %s", job.name, exc)
-                if self.report and self._reported.get(job.name) != tick:
-                    self._reported[job.name] = tick
-                    self.report(job.name, exc)
+            except Exception as exc:  # the queue is down: retry next second
+                self._could_not_schedule(job.name, tick, exc)
         return enqueued
+
+    def _could_not_schedule(self, job: str, tick: int, exc: Exception) -> None:
+        self._failed = True
+        log.warning("could not schedule %s: %s", job, exc)
+        if self.report and self._reported.get(job) != tick:
+            self._reported[job] = tick
+            self.report(job, exc)
 
     def _nothing_to_do(self, job: Job) -> str | None:
         if self.look is None or job.nothing_to_do is None:

@@ -14,6 +14,7 @@ firing at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -62,25 +63,35 @@ def _route_interval(dialect: str) -> sa.ColumnElement:
     return sa.case((usable, every), else_=DEFAULT_INTERVAL).label("interval")
 
 
-def _needing_attention(conn: Connection, settings: HealthSettings, now: float) -> tuple[list, list]:
-    """(route rows, stream rows) that are due before `now + lookahead`, or whose schedule
-    must be set or re-timed: (id, interval, next_due_at)."""
-    horizon = now + settings.lookahead
-    stream_interval = max(settings.stream_interval, MIN_INTERVAL)
-    interval = _route_interval(conn.dialect.name)
-    route_rows = conn.execute(
+@functools.cache
+def _attention_queries(dialect: str) -> tuple[sa.Select, sa.Select]:
+    """The route and stream queries of `_needing_attention`, built once per dialect (the
+    dispatcher's idle look runs them every few seconds): `horizon` is now + lookahead."""
+    horizon = sa.bindparam("horizon", type_=sa.Float)
+    stream_interval = sa.bindparam("stream_interval", type_=sa.Float)
+    interval = _route_interval(dialect)
+    route_query = (
         sa.select(routes.c.id, interval, route_health_state.c.next_due_at)
         .select_from(routes.outerjoin(route_health_state, route_health_state.c.route_id == routes.c.id))
         .where(ROUTE_ELIGIBLE)
-        .where(_needs_attention(route_health_state.c.next_due_at, horizon, now, interval, settings))
-    ).all()
-    stream_rows = conn.execute(
-        sa.select(streams.c.id, sa.literal(stream_interval).label("interval"), stream_health_state.c.next_due_at)
+        .where(_needs_attention(route_health_state.c.next_due_at, horizon, interval))
+    )
+    stream_query = (
+        sa.select(streams.c.id, stream_interval.label("interval"), stream_health_state.c.next_due_at)
         .select_from(streams.outerjoin(stream_health_state, stream_health_state.c.stream_id == streams.c.id))
         .where(STREAM_ELIGIBLE)
-        .where(_needs_attention(stream_health_state.c.next_due_at, horizon, now, stream_interval, settings))
-    ).all()
-    return route_rows, stream_rows
+        .where(_needs_attention(stream_health_state.c.next_due_at, horizon, stream_interval))
+    )
+    return route_query, stream_query
+
+
+def _needing_attention(conn: Connection, settings: HealthSettings, now: float) -> tuple[list, list]:
+    """(route rows, stream rows) that are due before `now + lookahead`, or whose schedule
+    must be set or re-timed: (id, interval, next_due_at)."""
+    route_query, stream_query = _attention_queries(conn.dialect.name)
+    stream_interval = float(max(settings.stream_interval, MIN_INTERVAL))
+    params = {"horizon": now + settings.lookahead, "stream_interval": stream_interval}
+    return conn.execute(route_query, params).all(), conn.execute(stream_query, params).all()
 
 
 def nothing_due(engine: Engine, settings: HealthSettings, now: float) -> str | None:
@@ -125,12 +136,10 @@ def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]
     return claimed
 
 
-def _needs_attention(next_due, horizon: float, now: float, interval, settings: HealthSettings):
-    return sa.or_(
-        next_due.is_(None),
-        next_due <= horizon,
-        next_due > now + settings.lookahead + interval,
-    )
+def _needs_attention(next_due, horizon, interval):
+    """Never scheduled, due before the horizon (now + lookahead), or scheduled further
+    ahead than one interval past it (the interval was shortened: re-time it)."""
+    return sa.or_(next_due.is_(None), next_due <= horizon, next_due > horizon + interval)
 
 
 def split(claimed: list[Due], size: int) -> list[list[Due]]:

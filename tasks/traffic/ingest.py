@@ -281,10 +281,11 @@ def nothing_new(engine: Engine, source: Path | str, keep_per_route: int = DEFAUL
     source = Path(source)
     with engine.connect() as conn:
         committed = _load_position(conn, str(source))
-        newest = state.read(conn, state.INGEST_SEQ)
-        behind = state.read(conn, state.AGGREGATED_SEQ) < newest or (
-            keep_per_route > 0 and state.read(conn, state.RING_SEQ) < newest
-        )
+        counters = state.read_all(conn)
+    newest = counters.get(state.INGEST_SEQ, 0)
+    behind = counters.get(state.AGGREGATED_SEQ, 0) < newest or (
+        keep_per_route > 0 and counters.get(state.RING_SEQ, 0) < newest
+    )
     if behind:
         return None
     try:

@@ -11,15 +11,13 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-import migrations
 from db.engine import create_engine
 from db.migrate import MigrationFailed, status, upgrade
 from db.schema import metadata
 from migrations import manifest
+from tests.toolkit.databases import MIGRATIONS_DIR, upgrade_to
 from tests.toolkit.processes import run_cli
 from tests.toolkit.snapshots import rows, schema
-
-MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 
 def _kind(type_name: str) -> str:
@@ -123,16 +121,10 @@ def _rows_kept(before: dict, after: dict) -> None:
 def test_migrations_are_additive_revision_by_revision(any_url):
     """Upgrading one revision at a time, nothing disappears, changes type, or changes value."""
     engine = create_engine(any_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    from alembic import command
-
     revisions = _revisions()
     previous_schema, previous_rows = {}, {}
     for number, revision in enumerate(revisions):
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+        upgrade_to(engine, revision)
         current_schema, current_rows = schema(engine), rows(engine)
         _is_superset(previous_schema, current_schema)
         _rows_kept(previous_rows, current_rows)
@@ -282,21 +274,11 @@ def test_millisecond_timestamps_fit_on_every_database(any_engine):
         assert conn.execute(sa.text("SELECT bucket_ts FROM traffic_metrics")).scalar() == 1_764_000_000_000
 
 
-def _upgrade_to(engine: sa.Engine, revision: str) -> None:
-    from alembic import command
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-
-
 def test_0007_moves_the_rollups_out_of_traffic_metrics_row_for_row(any_url):
     """ProxyOS's readers sum every traffic_metrics row: 1h/1d buckets move to traffic_rollups,
     each row unchanged; the 1m rows (the workers' and ProxyOS's own) stay where they are."""
     engine = create_engine(any_url)
-    _upgrade_to(engine, "0006")
+    upgrade_to(engine, "0006")
     columns = ("id", "route_id", "bucket", "bucket_ts", "requests", "bytes", "errors", "status_2xx",
                "status_3xx", "status_4xx", "status_5xx", "latency_sum_ms", "latency_hist")
     sample = [
@@ -311,7 +293,7 @@ def test_0007_moves_the_rollups_out_of_traffic_metrics_row_for_row(any_url):
                              f"({', '.join(':' + c for c in columns)})"),
                      [dict(zip(columns, row, strict=True)) for row in sample])
     before = rows(engine)
-    _upgrade_to(engine, "0007")
+    upgrade_to(engine, "0007")
     after = rows(engine)
     select = f"SELECT {', '.join(columns)} FROM {{}} ORDER BY id"
     with engine.connect() as conn:

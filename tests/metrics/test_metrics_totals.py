@@ -10,13 +10,9 @@ import json
 import random
 import re
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-import migrations
 from db.engine import create_engine, write_transaction
 from db.schema import access_log, health_checks, task_runs, traffic_metrics, traffic_rollups
 from tasks.health.store import write_results
@@ -28,13 +24,13 @@ from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
 from tests.metrics.scrape import route_counters, scrape, value
 from tests.toolkit.caddy_log import append, caddy_line, random_lines
+from tests.toolkit.databases import upgrade_to
 from tests.toolkit.factories import add_route, add_stream
 from tests.toolkit.processes import run_cli
 from tests.toolkit.traffic import NOW, count_rows
 from workers.history import RunHistory
 from workers.settings import retention as settings_retention
 
-MIGRATIONS_DIR = Path(migrations.__file__).parent
 HOSTS = {"ra": "a.metrics.test", "rb": "b.metrics.test", "rc": "c.metrics.test"}
 
 
@@ -201,21 +197,13 @@ def test_counters_survive_new_processes(worker_env, tmp_path):
         engine.dispose()
 
 
-def _upgrade_to(engine: sa.Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-
-
 def test_migration_0010_seeds_the_totals_from_what_was_counted(any_url):
     """Per route and column, the largest of the 1d, 1h and workers' 1m sums (each a lower
     bound: every one of them holds all counted requests of the time it still covers);
     ProxyOS's own 1m rows are not the workers' count; task_runs' finished runs."""
     engine = create_engine(any_url)
     try:
-        _upgrade_to(engine, "0009")
+        upgrade_to(engine, "0009")
 
         def bucket(id_: str, route: str, size: str, requests: int, errors: int, bytes_: int) -> dict:
             return {"id": id_, "route_id": route, "bucket": size, "bucket_ts": NOW * 1000,
@@ -240,7 +228,7 @@ def test_migration_0010_seeds_the_totals_from_what_was_counted(any_url):
                 {"id": "t3", "job": "prune", "status": "running", "started_at": NOW + 20, "finished_at": None,
                  "duration_ms": None},
             ])
-        _upgrade_to(engine, "head")
+        upgrade_to(engine, "head")
         with engine.connect() as conn:
             totals = {r[0]: tuple(r[1:]) for r in conn.execute(sa.text(
                 "SELECT route_id, requests, errors, bytes FROM traffic_route_totals"))}

@@ -6,9 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
+import migrations
 from db.engine import create_engine, write_transaction
 from db.migrate import upgrade
 
@@ -57,3 +61,15 @@ def scalar(engine: sa.Engine, sql: str, **params):
     """The one value `sql` (with `:name` parameters) selects, read in a connection of its own."""
     with engine.connect() as conn:
         return conn.execute(sa.text(sql), params).scalar()
+
+
+MIGRATIONS_DIR = Path(migrations.__file__).parent
+
+
+def upgrade_to(engine: sa.Engine, revision: str) -> None:
+    """Apply the migrations up to `revision` only (what an older release left)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)

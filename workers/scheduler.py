@@ -129,7 +129,8 @@ class PeriodicScheduler:
             return None
         try:
             return self.look(job)
-        except Exception:  # the database is down, say: the run meets it and records it
+        except Exception as exc:  # the database is down, say: the run meets it and records it
+            log.debug("could not look whether %s has work (%s); enqueued it", job.name, exc)
             return None
 
     def start(self) -> None:

@@ -22,6 +22,7 @@ from .config import RouteCheck, StreamCheck, route_check, stream_check
 from .loop import run as on_probing_loop
 from .probe_http import insecure_context, new_session, probe_http
 from .probe_socket import probe_tcp, probe_udp
+from .schedule import fast_due
 from .settings import HealthSettings
 from .state import Change
 from .store import load_routes, load_streams, write_results
@@ -110,6 +111,13 @@ async def _run(
                 if due_at is not None:  # behind schedule: until the first probe really began
                     began = min(probing.began, default=started)
                     result = replace(result, lateness_ms=max(0, int((began - due_at) * 1000)))
+                ended, fast = clock(), settings.fast_for(check.interval)
+                result = replace(
+                    result,
+                    ended_at=ended,
+                    interval=check.interval,
+                    recheck_at=fast_due(ended, check.interval, fast) if fast else None,
+                )
                 report.results.append(result)
                 writer.add(result)
 

@@ -10,6 +10,13 @@ The dispatcher claims what falls due before `now + lookahead` by moving each one
 those targets one check; the next due time re-drives them. A target missed by more than
 one interval (the workers were stopped) is put back on its phase instead of all of them
 firing at once.
+
+Fast re-checks (HAProxy's `fastinter`): while a target's transition is pending (its
+latest result disagrees with its status, `state.pending`), the code that writes its
+result brings `next_due_at` forward to `fast_due` (the fast interval after the check
+ended), never later than it was. The claim always moves a claimed target to the next slot
+on its phase after the claimed time (`slot_after`), so once the state settles the target
+is back on its phase, however many fast checks came between.
 """
 
 from __future__ import annotations
@@ -50,6 +57,33 @@ def next_slot(target_id: str, interval: float, now: float) -> float:
     """The first due time at or after `now` on this target's phase."""
     offset = phase(target_id, interval)
     return offset + math.ceil((now - offset) / interval) * interval
+
+
+SLOT_TOLERANCE = 0.001  # seconds: a time this close before a slot counts as on it
+
+
+def slot_after(target_id: str, interval: float, t: float) -> float:
+    """The first due time on this target's phase after `t` (a due time on the phase gives
+    `t + interval`, exactly as adding the interval does)."""
+    slot = next_slot(target_id, interval, t)
+    return t + interval if slot - t < SLOT_TOLERANCE else slot
+
+
+def fast_due(ended: float, interval: float, fast: float) -> float:
+    """When a pending target is re-checked: `fast` seconds after its check ended, never
+    later than one interval (`HealthSettings.fast_for` gives `fast`)."""
+    return ended + min(fast, interval)
+
+
+def following(
+    target_id: str, interval: float, fast: float, t: float, pending: bool
+) -> float:
+    """When the next check of a target whose check was due (or ended) at `t` is due:
+    `fast_due` while a transition is pending (and fast re-checks are on), else the next slot
+    on its phase. What `claim_due` and the result writer do together."""
+    if pending and fast > 0:
+        return min(fast_due(t, interval, fast), slot_after(target_id, interval, t))
+    return slot_after(target_id, interval, t)
 
 
 def _route_interval(dialect: str) -> sa.ColumnElement:
@@ -123,7 +157,7 @@ def claim_due(engine: Engine, settings: HealthSettings, now: float) -> list[Due]
                 next_due = next_slot(target_id, every, now)  # new, re-timed, or long missed
             if next_due <= horizon:
                 claimed.append(Due(kind, target_id, next_due))
-                next_due += every
+                next_due = slot_after(target_id, every, next_due)  # after a fast check too
             updates.append({key: target_id, "next_due_at": next_due, "updated_at": now})
         writes.append((table, key, updates))
     # The dispatcher runs one at a time (its lease), so nothing moved these rows since the

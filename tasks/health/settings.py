@@ -18,6 +18,7 @@ class HealthSettings:
     timeout: float = 5.0  # HTTP(S)/TCP timeout per upstream, capped by the route's interval
     rise: int = 2  # consecutive results needed to move to a better status
     fall: int = 3  # consecutive results needed to move to a worse status
+    fast_interval: float = 5.0  # re-check this soon while a transition is pending; 0: off
     stream_interval: float = 30.0
     concurrency: int = 256  # probes in flight at once in one batch
     batch_size: int = 2000  # routes + streams per batch task
@@ -32,6 +33,14 @@ class HealthSettings:
         """How far ahead the dispatcher claims checks: one period plus a margin for a late
         dispatcher run. A batch waits until each check's due time before probing."""
         return self.dispatch_every + 2.0
+
+    def fast_for(self, interval: float) -> float:
+        """The fast re-check interval of a target checked every `interval` seconds (0: no
+        fast re-checks): at least the dispatcher's period (it cannot claim sooner) and never
+        longer than the target's own interval."""
+        if self.fast_interval <= 0:
+            return 0.0
+        return min(max(self.fast_interval, self.dispatch_every), interval)
 
     @property
     def history(self) -> int:

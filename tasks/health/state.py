@@ -6,6 +6,10 @@ results at that level or better. Levels, best first: healthy, degraded, unhealth
 target starts `unknown`: it becomes healthy or degraded after `rise` results at that
 level or better, unhealthy after `fall` unhealthy results. The latest results are kept as
 a short string (`recent`, oldest first, one letter each: H, D, U).
+
+A transition is *pending* while the latest result disagrees with the status: a streak
+toward `fall` or `rise` has begun but not reached it. The schedule re-checks such a target
+sooner (`HealthSettings.fast_interval`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,24 @@ def advance(
     )
     reason = f"{count} consecutive checks {_words(target, state.status)}"
     return replace(new, status=target, status_since=now), Change(state.status, target, reason)
+
+
+def pending(state: State) -> bool:
+    """Whether a transition is under way after the latest result (the last of `recent`):
+    it is at another level than the status, so more like it would change the status. A
+    target still `unknown` is pending while every result so far is on one side (healthy
+    or degraded, or unhealthy); once they disagree it is checked at its regular interval
+    until it is decided, so that a target flapping from the start is not re-checked fast
+    for ever."""
+    if not state.recent:
+        return False
+    latest = _LEVEL[state.recent[-1]]
+    if state.status == UNKNOWN:
+        streak = (
+            state.consecutive_failures if latest == UNHEALTHY else state.consecutive_successes
+        )
+        return streak >= len(state.recent)
+    return latest != state.status
 
 
 _LEVEL = {letter: status for status, letter in LETTER.items()}

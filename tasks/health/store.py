@@ -27,7 +27,7 @@ from db.sql import new_id
 from . import totals
 from .config import CHECKED_TYPES
 from .row_ids import new_check_id
-from .state import Change, State, advance
+from .state import Change, State, advance, pending
 from .verdict import CheckResult
 
 CHUNK = 500  # ids per IN (...) list
@@ -214,7 +214,52 @@ def _write_kind(
     conn.execute(_upsert_state(conn, table, key, columns), latest)
     if events:
         conn.execute(health_events.insert(), events)
+    _bring_forward(conn, table, key, results, states)
     return changes
+
+
+def _bring_forward(
+    conn: Connection,
+    table: sa.Table,
+    key: str,
+    results: Sequence[CheckResult],
+    states: dict[str, State],
+) -> None:
+    """Fast re-checks: a target whose transition is still pending after its latest result
+    is due again at that result's `recheck_at` when that is earlier than its next due time.
+    The update is conditional in SQL (atomic against any other writer) and only ever moves
+    a scheduled time earlier:
+
+    - it never sets a schedule that is not there (NULL: no dispatcher has scheduled the
+      target, e.g. only `run-once health` runs; a dispatcher will put it on its phase);
+    - it leaves a schedule more than one interval after the check ended: the dispatcher
+      has already claimed the slot after the check (next_due_at is that slot + interval),
+      and that claimed check is the re-check. Brought back before the claimed slot, the
+      next claim would move it to that same slot again: one slot checked twice.
+
+    A dispatcher that claims the row between its read and its write overwrites this; the
+    check it claims is then due within its look-ahead and serves as the re-check."""
+    latest = {r.target_id: r for r in results}
+    moves = [
+        {
+            "target": target_id,
+            "due": r.recheck_at,
+            "bound": (r.started_at if r.ended_at is None else r.ended_at) + r.interval,
+        }
+        for target_id, r in latest.items()
+        if r.recheck_at is not None and r.interval and pending(states[target_id])
+    ]
+    if not moves:
+        return
+    due = sa.bindparam("due", type_=sa.Float)
+    stmt = (
+        table.update()
+        .where(table.c[key] == sa.bindparam("target"))
+        .where(table.c.next_due_at > due)
+        .where(table.c.next_due_at <= sa.bindparam("bound", type_=sa.Float))
+        .values(next_due_at=due)
+    )
+    conn.execute(stmt, moves)
 
 
 def _history_row(result: CheckResult, checked_at: int) -> dict:

@@ -35,6 +35,9 @@ class CheckResult:
     body_matched: bool | None = None
     protocol: str | None = None  # streams
     lateness_ms: int | None = None  # behind its scheduled time; None when run on demand
+    ended_at: float | None = None  # when the check ended (None: taken as `started_at`)
+    interval: float | None = None  # the target's own interval (seconds between its checks)
+    recheck_at: float | None = None  # its fast re-check, should this leave a transition pending
     upstreams: tuple[UpstreamResult, ...] = field(default=(), compare=False)
 
 

@@ -72,9 +72,16 @@ def test_dispatcher_enqueues_batches_that_check_the_due_routes(
     assert statuses == {good: "healthy", bad: "unhealthy"}
     assert lateness is not None
     enqueued.clear()
+    # both are new (unknown) and their first result is a streak toward rise or fall: each is
+    # re-checked after the fast interval (5 s), within this dispatch's look-ahead
+    again = run_job(ctx, jobs["health-dispatch"])
+    assert again.summary == {"due": 2, "batches": 1}
+    ((_, options),) = enqueued
+    assert sorted(options["routes"]) == sorted([good, bad])
+    enqueued.clear()
     assert (
         run_job(ctx, jobs["health-dispatch"]).status == "skipped"
-    )  # nothing due until next interval
+    )  # nothing more due until the next slot on their phase
     assert enqueued == []
     ctx.close()
 

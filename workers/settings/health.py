@@ -22,6 +22,7 @@ def load(env: Mapping[str, str]) -> HealthSettings:
         timeout=env_float(env, "PROXYOS_HEALTH_TIMEOUT", 5.0, minimum=0.1, maximum=3600),
         rise=env_int(env, "PROXYOS_HEALTH_RISE", 2, minimum=1, maximum=100),
         fall=env_int(env, "PROXYOS_HEALTH_FALL", 3, minimum=1, maximum=100),
+        fast_interval=env_float(env, "PROXYOS_HEALTH_FAST_INTERVAL", 5.0, minimum=0.0, maximum=86_400),
         stream_interval=env_float(env, "PROXYOS_HEALTH_STREAM_INTERVAL", 30.0, minimum=5.0, maximum=86_400),
         concurrency=env_int(env, "PROXYOS_HEALTH_CONCURRENCY", 256, minimum=1, maximum=10_000),
         batch_size=env_int(env, "PROXYOS_HEALTH_BATCH_SIZE", 2000, minimum=1, maximum=100_000),

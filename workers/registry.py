@@ -9,6 +9,7 @@ and `workers.jobs.AREAS` lists the areas. Adding a job means adding it to its ar
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from db.engine import create_engine
 
 from .config import Settings
 from .history import RunHistory
+
+log = logging.getLogger("proxyos.jobs")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class JobContext:
         self._engine = engine
         self._history: RunHistory | None = None
         self._opening = threading.Lock()  # the consumer's worker threads share one context
+        self._inline = False
+        self._wakes: dict[str, float] = {}  # job -> when a delayed nudge asked it to run
 
     @classmethod
     def inline(cls, settings: Settings, run: Callable[[JobContext, str, Mapping[str, Any]], str | None]) -> JobContext:
@@ -67,6 +72,7 @@ class JobContext:
         options)` returns the follow-up run's id."""
         ctx = cls(settings)
         ctx._enqueue = lambda job, delay=None, **options: run(ctx, job, options)
+        ctx._inline = True
         return ctx
 
     @property
@@ -90,6 +96,25 @@ class JobContext:
         if self._enqueue is None:
             raise RuntimeError("this context cannot enqueue jobs")
         return self._enqueue(job, delay=delay, **options)
+
+    def nudge(self, job: str, delay: float | None = None) -> None:
+        """Ask for a run of periodic `job` before its next tick (now, or in `delay` s),
+        when this process runs that job: what happened may be work for it. A nudge is a
+        hint, never needed for correctness: one that cannot be sent is left to the tick,
+        `run-once` (no ticks to wait for) ignores them, and a delayed nudge is not sent
+        twice for the same time."""
+        if self._enqueue is None or self._inline or not self.settings.jobs.allows(job):
+            return
+        if delay:
+            wake = round(self.clock() + delay)
+            with self._opening:
+                if self.clock() < self._wakes.get(job, 0.0) <= wake:
+                    return  # an earlier (or the same) wake-up is already on the queue
+                self._wakes[job] = wake
+        try:
+            self._enqueue(job, delay=delay)
+        except Exception as exc:  # the queue is busy or down: the job's tick does it
+            log.warning("could not nudge %s (%s); it runs at its next tick", job, exc)
 
     def close(self) -> None:
         if self._history is not None:

@@ -135,8 +135,20 @@ def deliver_due(engine: Engine, settings: AlertSettings, clock: Callable[[], flo
     for delivery_id in due:
         status = deliver_one(engine, delivery_id, settings, owner_text, clock)
         counts[status or "busy"] += 1
-    return {"due": len(due), "delivered": counts[DELIVERED], "retrying": counts[PENDING],
-            "given_up": counts[FAILED], "busy": counts["busy"]}
+    summary = {"due": len(due), "delivered": counts[DELIVERED], "retrying": counts[PENDING],
+               "given_up": counts[FAILED], "busy": counts["busy"]}
+    wait = next_attempt_in(engine)
+    if wait is not None:
+        summary["next_attempt_in"] = round(max(wait, 0.0), 1)
+    return summary
+
+
+def next_attempt_in(engine: Engine) -> float | None:
+    """Seconds until the next pending notification's attempt (by the database's clock),
+    or None when none is pending."""
+    with engine.connect() as conn:
+        soonest = sa.select(sa.func.min(alert_outbox.c.next_attempt_at)).where(alert_outbox.c.status == PENDING)
+        return conn.execute(sa.select(soonest.scalar_subquery() - db_now(conn))).scalar()
 
 
 def attempts(engine: Engine, delivery_ids: Iterable[str]) -> list[dict]:

@@ -18,7 +18,10 @@ def _run_certs(ctx: JobContext, _options: dict) -> dict:
     from tasks.certs.sweep import run_sweep  # imported when used: keeps the CLI quick
 
     settings = ctx.settings.area(certs_settings.load)
-    return run_sweep(ctx.engine, settings, clock=ctx.clock)
+    summary = run_sweep(ctx.engine, settings, clock=ctx.clock)
+    if summary.get("due") or summary.get("expired"):
+        ctx.nudge("alerts-evaluate")  # a renewal failed, one that failed is fixed, or one expired
+    return summary
 
 
 def _run_issue(ctx: JobContext, options: dict) -> dict:
@@ -41,6 +44,8 @@ def _run_issue(ctx: JobContext, options: dict) -> dict:
                                 clock=ctx.clock, still_due=not_served_since_requested if requested_at else None)
     if group is not None:  # the group's other rows show the result
         mirror_group(ctx.engine, group, int(ctx.clock()))
+    if outcome.result != "busy":
+        ctx.nudge("alerts-evaluate")  # a renewal failed (or one that failed is fixed)
     if outcome.result in ("failed", "busy"):
         raise CertError(f"{outcome.domain}: {outcome.error}")
     return outcome.as_dict()

@@ -59,7 +59,7 @@ def _batch(ctx: JobContext, options: Mapping[str, Any]) -> dict:
         _pairs(options, "streams", "stream_due"),
         clock=ctx.clock,
     )
-    return _summarise(report, listed=False)
+    return _summarise(ctx, report, listed=False)
 
 
 def _on_demand(ctx: JobContext, options: Mapping[str, Any]) -> dict:
@@ -88,10 +88,12 @@ def _on_demand(ctx: JobContext, options: Mapping[str, Any]) -> dict:
     report = run_batch(
         ctx.engine, settings, route_rows=route_rows, stream_rows=stream_rows, clock=ctx.clock
     )
-    return _summarise(report, listed=True)
+    return _summarise(ctx, report, listed=True)
 
 
-def _summarise(report: BatchReport, listed: bool) -> dict:
+def _summarise(ctx: JobContext, report: BatchReport, listed: bool) -> dict:
+    if report.changes:
+        ctx.nudge("alerts-evaluate")  # a state changed: an alert may fire or clear
     if report.write_errors:
         raise RuntimeError("; ".join(report.write_errors[:3]))
     late = report.lateness_ms()

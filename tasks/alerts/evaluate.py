@@ -4,7 +4,11 @@ rule's oldest waiting change; then all of the rule's waiting changes of one kind
 as one `alert_events` row (the targets listed in its detail when there are several),
 with `alert_rules.last_fired_at` updated and one outbox notification per channel, in one
 transaction. A target fires again only `cooldownMinutes` after its last firing: a
-flapping route gives at most one firing (and its recovery) per cooldown."""
+flapping route gives at most one firing (and its recovery) per cooldown. `evaluate` says
+when the next waiting group comes due (`next_group_at`), so that the job can run again
+then rather than at its next tick. The state of a target no longer seen (a route or
+certificate deleted, a certificate renewed past an expiry threshold) is deleted: such a
+target cannot come back under the same key."""
 
 from __future__ import annotations
 
@@ -52,8 +56,9 @@ def _wanted(rule: Rule, obs: Observation, state, now: int) -> str | None:
     return None
 
 
-def _plan(conn: Connection, rule: Rule, now: int) -> tuple[list[dict], dict]:
-    """The state rows to write (only those that change), and each target's row as it will be."""
+def _plan(conn: Connection, rule: Rule, now: int) -> tuple[list[dict], dict, list[str]]:
+    """The state rows to write (only those that change), each target's row as it will be,
+    and the targets whose state rows are left over (no longer observed)."""
     states = {r.target: r for r in conn.execute(sa.select(alert_state).where(alert_state.c.rule_id == rule.id))}
     writes, after = [], {}
     for obs in OBSERVERS[rule.type](conn, rule, now):
@@ -74,7 +79,7 @@ def _plan(conn: Connection, rule: Rule, now: int) -> tuple[list[dict], dict]:
             continue
         if state is None or any(getattr(state, k) != row[k] for k in ("pending", "pending_since", "pending_message")):
             writes.append(row)
-    return writes, after
+    return writes, after, [target for target in states if target not in after]
 
 
 def _fired_at_iso(now: int) -> str:
@@ -127,19 +132,28 @@ def _write(conn: Connection, rows: list[dict]) -> None:
             conn.execute(alert_state.insert().values(row))
 
 
-def evaluate_rule(engine: Engine, rule: Rule, now: int) -> dict:
+def evaluate_rule(engine: Engine, rule: Rule, now: int) -> tuple[dict, int | None]:
+    """The rule's events and notifications, and when its next waiting group comes due."""
     with write_transaction(engine) as conn:
-        writes, after = _plan(conn, rule, now)
+        writes, after, gone = _plan(conn, rule, now)
         totals = {"events": 0, "notifications": 0}
         group = rule.config["groupSeconds"]
+        next_group_at = None
         for kind in (FIRE, CLEAR):
             items = [row for row in after.values() if row["pending"] == kind]
-            if items and min(i["pending_since"] for i in items) + group <= now:
+            if not items:
+                continue
+            due_at = min(i["pending_since"] for i in items) + group
+            if due_at <= now:
                 for key, value in _emit(conn, rule, kind, items, now).items():
                     totals[key] += value
                 writes = [w for w in writes if w["target"] not in {i["target"] for i in items}] + items
+            else:
+                next_group_at = min(due_at, next_group_at or due_at)
         _write(conn, writes)
-    return totals
+        if gone:
+            conn.execute(alert_state.delete().where(alert_state.c.rule_id == rule.id, alert_state.c.target.in_(gone)))
+    return totals, next_group_at
 
 
 def evaluate(engine: Engine, clock: Callable[[], float] = time.time) -> dict:
@@ -149,9 +163,15 @@ def evaluate(engine: Engine, clock: Callable[[], float] = time.time) -> dict:
     with engine.connect() as conn:
         active, problems = rules.load(conn)
     summary = {"rules": len(active), "events": 0, "notifications": 0}
+    waits = []
     for rule in active:
-        for key, value in evaluate_rule(engine, rule, now).items():
+        totals, next_group_at = evaluate_rule(engine, rule, now)
+        for key, value in totals.items():
             summary[key] += value
+        if next_group_at is not None:
+            waits.append(next_group_at)
+    if waits:
+        summary["next_group_at"] = min(waits)
     if problems:
         summary["problems"] = problems
         for problem in problems.values():

@@ -18,7 +18,7 @@ from tests.toolkit.factories import add_alert_rule, add_certificate, add_route, 
 
 from .conftest import deliver_all, set_route_status
 
-NOW = int(time.time())
+NOW = int(time.time()) - 3600  # evaluations run at NOW + offset: in the past, so what they queue is due at once
 
 
 def _events(engine) -> list[dict]:
@@ -122,6 +122,28 @@ def test_certificate_rules(engine):
     assert {(t["certificateId"], t["thresholdDays"]) for t in by_rule[False]["targets"]} == {(ok, 30), (soon, 7)}
     assert _at(engine, 60)["events"] == 0  # once per threshold
     assert _at(engine, 7 * 86400)["events"] == 1  # ok.example.test crosses 14 days; soon has expired
+
+
+def test_the_state_of_a_target_no_longer_seen_is_deleted(engine):
+    cert = add_certificate(engine, "renewed.example.test", status="active", expires_at=NOW + 20 * 86400)
+    route = add_route(engine)
+    add_alert_rule(engine, "cert_expiring_each", {"groupSeconds": 0, "thresholdsDays": [30, 14]})
+    add_alert_rule(engine, "route_unhealthy", {"groupSeconds": 0})
+    set_route_status(engine, route, "unhealthy", NOW)
+    assert _at(engine, 0)["events"] == 2
+
+    def targets() -> list[str]:
+        with engine.connect() as conn:
+            return sorted(conn.execute(sa.text("SELECT target FROM alert_state")).scalars())
+
+    assert targets() == [f"cert:{cert}:{NOW + 20 * 86400}:30", f"route:{route}"]
+    with engine.begin() as conn:  # renewed: a new expiry, 90 days away; the route is deleted
+        conn.execute(sa.text("UPDATE certificates SET expires_at = :e WHERE id = :i"),
+                     {"e": NOW + 90 * 86400, "i": cert})
+        conn.execute(sa.text("DELETE FROM route_health_state"))
+        conn.execute(sa.text("DELETE FROM routes"))
+    assert _at(engine, 60)["events"] == 0
+    assert targets() == []
 
 
 def test_a_restart_resends_nothing(engine, receiver):

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import write_transaction
@@ -34,6 +35,25 @@ def current_tick(every: float, now: float) -> int:
     return int(now // every * every)
 
 
+_MOVE_TICK = (
+    job_schedule.update()
+    .where(job_schedule.c.job == sa.bindparam("job_name"), job_schedule.c.last_tick < sa.bindparam("tick"))
+    .values(last_tick=sa.bindparam("tick"), updated_at=sa.bindparam("now"))
+)  # built once: the scheduler claims every few seconds, and building costs more than running
+
+
+_FIRST_TICK: dict[str, sa.Insert] = {}  # the first claim of a job: per dialect
+
+
+def _first_tick_statement(conn) -> sa.Insert:
+    statement = _FIRST_TICK.get(conn.dialect.name)
+    if statement is None:
+        values = {"job": sa.bindparam("job_name"), "last_tick": sa.bindparam("tick"), "updated_at": sa.bindparam("now")}
+        statement = insert_or_ignore(conn, job_schedule).values(values).returning(job_schedule.c.job)
+        _FIRST_TICK[conn.dialect.name] = statement
+    return statement
+
+
 def claim_ticks(engine: Engine, ticks: Mapping[str, int]) -> set[str]:
     """The jobs (of `ticks`: job -> tick) whose last tick this caller moved forward to the
     given one, or whose first row it wrote with it; one transaction for all of them."""
@@ -41,16 +61,10 @@ def claim_ticks(engine: Engine, ticks: Mapping[str, int]) -> set[str]:
     claimed = set()
     with write_transaction(engine) as conn:
         for job, tick in ticks.items():
-            moved = conn.execute(
-                job_schedule.update()
-                .where(job_schedule.c.job == job, job_schedule.c.last_tick < tick)
-                .values(last_tick=tick, updated_at=now)
-            ).rowcount
-            if moved or conn.execute(
-                insert_or_ignore(conn, job_schedule)
-                .values(job=job, last_tick=tick, updated_at=now)
-                .returning(job_schedule.c.job)
-            ).first() is not None:
+            params = {"job_name": job, "tick": tick, "now": now}
+            if conn.execute(_MOVE_TICK, params).rowcount or (
+                conn.execute(_first_tick_statement(conn), params).first() is not None
+            ):
                 claimed.add(job)
     return claimed
 

@@ -59,14 +59,16 @@ def next_slot(target_id: str, interval: float, now: float) -> float:
     return offset + math.ceil((now - offset) / interval) * interval
 
 
-SLOT_TOLERANCE = 0.001  # seconds: a time this close before a slot counts as on it
+SLOT_TOLERANCE = 0.001  # seconds: a slot this close after `t` counts as `t` itself
 
 
 def slot_after(target_id: str, interval: float, t: float) -> float:
-    """The first due time on this target's phase after `t` (a due time on the phase gives
-    `t + interval`, exactly as adding the interval does)."""
-    slot = next_slot(target_id, interval, t)
-    return t + interval if slot - t < SLOT_TOLERANCE else slot
+    """The first due time on this target's phase after `t` (after a due time on the phase,
+    the next one: `t + interval`). Computed from the phase each time, so due times never
+    drift off it, whatever the arithmetic of the interval."""
+    offset = phase(target_id, interval)
+    k = math.floor((t + SLOT_TOLERANCE - offset) / interval)  # the last slot not after t
+    return offset + (k + 1) * interval
 
 
 def fast_due(ended: float, interval: float, fast: float) -> float:

@@ -4,7 +4,8 @@ and its checks by result with their time.
 
 `add` runs in the transaction that writes the results, so each check is counted once;
 retention cuts the history to 100 rows a route, never these rows. Every read is bounded
-by the number of routes and streams.
+by the number of routes and streams, and returns plain tuples (one scrape reads a few
+thousand rows).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from db.schema import health_check_totals, route_health_state, routes, stream_he
 from db.sql import driver_mark
 
 from .verdict import CheckResult
+
+# kind -> (the targets' table, their state table, its key column)
+_KINDS = {"route": (routes, route_health_state, "route_id"), "stream": (streams, stream_health_state, "stream_id")}
 
 
 def add(conn: Connection, kind: str, results: Sequence[CheckResult]) -> None:
@@ -43,35 +47,25 @@ def add(conn: Connection, kind: str, results: Sequence[CheckResult]) -> None:
     )
 
 
-def states(conn: Connection) -> list[tuple[str, str, str, str]]:
-    """(kind, id, name, status) of every route and stream with a state row: the route's
-    domain, or the stream's listen port, as its name."""
-    found = [
-        ("route", row[0], row[1], row[2])
-        for row in conn.execute(
-            sa.select(routes.c.id, routes.c.domain, route_health_state.c.status)
-            .join(route_health_state, route_health_state.c.route_id == routes.c.id)
-        )
-    ]
-    found += [
-        ("stream", row[0], str(row[1]), row[2])
-        for row in conn.execute(
-            sa.select(streams.c.id, streams.c.listen_port, stream_health_state.c.status)
-            .join(stream_health_state, stream_health_state.c.stream_id == streams.c.id)
-        )
-    ]
-    return found
+def states(conn: Connection, kind: str) -> list[sa.Row]:
+    """(id, status) of every route (`kind` route) or stream with a state row."""
+    table, state, key = _KINDS[kind]
+    return conn.execute(sa.select(state.c[key], state.c.status).join(table, table.c.id == state.c[key])).all()
 
 
-def totals(conn: Connection) -> list[sa.Row]:
-    """(target_type, target_id, result, checks, timed, duration_ms_sum) of the routes and streams
-    that still exist."""
+def totals(conn: Connection, kind: str) -> list[sa.Row]:
+    """(id, result, checks, timed, duration_ms_sum) of the routes (`kind` route) or
+    streams that still exist, a row per result, ordered by id."""
+    table = _KINDS[kind][0]
     t = health_check_totals
-    rows = []
-    for kind, table in (("route", routes), ("stream", streams)):
-        rows += conn.execute(
-            sa.select(t.c.target_type, t.c.target_id, t.c.result, t.c.checks, t.c.timed, t.c.duration_ms_sum)
-            .join(table, table.c.id == t.c.target_id)
-            .where(t.c.target_type == kind)
-        ).all()
-    return rows
+    return conn.execute(
+        sa.select(t.c.target_id, t.c.result, t.c.checks, t.c.timed, t.c.duration_ms_sum)
+        .join(table, table.c.id == t.c.target_id)
+        .where(t.c.target_type == kind)
+        .order_by(t.c.target_id)
+    ).all()
+
+
+def stream_names(conn: Connection) -> list[sa.Row]:
+    """(id, listen_port, protocol) of every stream: what names it in a person's words."""
+    return conn.execute(sa.select(streams.c.id, streams.c.listen_port, streams.c.protocol)).all()

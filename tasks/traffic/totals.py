@@ -1,9 +1,9 @@
 """What `GET /metrics` reads of traffic, at a cost bounded by the routes and log sources,
 never by the history:
 
-- each route's cumulative requests, errors (status >= 500) and bytes out, from
-  `traffic_route_totals` (added to in the transaction that counts rows into the 1m
-  buckets; retention never deletes them, so they only grow);
+- each route's domain and cumulative requests, errors (status >= 500) and bytes out,
+  from `routes` and `traffic_route_totals` (added to in the transaction that counts rows
+  into the 1m buckets; retention never deletes them, so they only grow);
 - each log source's running line counts (`traffic_ingest_position`);
 - the rows stored but not yet counted (the two sequence numbers in `traffic_state`);
 - how far ingest is behind the log: unread bytes, and seconds between the log's last
@@ -25,12 +25,13 @@ from . import state
 
 
 def route_totals(conn: Connection) -> list[sa.Row]:
-    """(route_id, domain, requests, errors, bytes) of every route with traffic counted."""
+    """(route_id, domain, requests, errors, bytes) of every route, ordered by id; the
+    three counts are None for a route with no traffic counted yet."""
     t = traffic_route_totals
     return conn.execute(
-        sa.select(t.c.route_id, routes.c.domain, t.c.requests, t.c.errors, t.c.bytes)
-        .join(routes, routes.c.id == t.c.route_id)
-        .order_by(t.c.route_id)
+        sa.select(routes.c.id, routes.c.domain, t.c.requests, t.c.errors, t.c.bytes)
+        .outerjoin(t, t.c.route_id == routes.c.id)
+        .order_by(routes.c.id)
     ).all()
 
 

@@ -41,6 +41,11 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return found[0] if found else None
 
 
+def labelled(samples: Samples, name: str) -> set[tuple[tuple[str, str], ...]]:
+    """The label sets of the samples named `name` (each sorted by label name)."""
+    return {labels for n, labels in samples if n == name}
+
+
 def route_counters(samples: Samples) -> dict[str, tuple[float, float, float]]:
     """{route_id: (requests, errors, bytes)}"""
     out: dict[str, list[float]] = {}

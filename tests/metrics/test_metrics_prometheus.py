@@ -40,11 +40,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _query(base: str, expr: str) -> dict[str, float]:
-    """An instant query: {route_id (or "") : value}."""
+def _query(base: str, expr: str, key: str = "route_id") -> dict[str, float]:
+    """An instant query: {the `key` label (or "") : value}."""
     body = json.loads(_get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"))
     assert body["status"] == "success", body
-    return {r["metric"].get("route_id", ""): float(r["value"][1]) for r in body["data"]["result"]}
+    return {r["metric"].get(key, ""): float(r["value"][1]) for r in body["data"]["result"]}
 
 
 def _start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -85,6 +85,10 @@ def test_prometheus_scrapes_counters_that_do_not_fall_after_prune(engine, worker
         wait_until(lambda: _query(base, requests) == {"ra": 40, "rb": 15}, timeout=60,
                    what="Prometheus to hold the ingested request counts")
         assert _query(base, "proxyos_worker_route_errors_total") == {"ra": 10, "rb": 0}
+        # The domain is on the route's info series only: joined as README shows.
+        by_domain = ("sum by (domain) (proxyos_worker_route_requests_total"
+                     " * on (route_id) group_left (domain) proxyos_worker_route_info)")
+        assert _query(base, by_domain, key="domain") == {"a.prom.test": 40, "b.prom.test": 15}
 
         minutes, rows = count_rows(engine, traffic_metrics), count_rows(engine, access_log)
         prune(engine, settings_retention.load({}).rules(), now=time.time(), pacing=Pacing(pause_ms=0),

@@ -14,7 +14,8 @@ import time
 import sqlalchemy as sa
 
 from db.engine import create_engine, write_transaction
-from db.schema import access_log, health_checks, task_runs, traffic_metrics, traffic_rollups
+from db.schema import access_log, cert_deployments, health_checks, task_runs, traffic_metrics, traffic_rollups
+from tasks.certs.policy import renew_at
 from tasks.health.store import write_results
 from tasks.health.verdict import CheckResult
 from tasks.retention.prune import Pacing, prune
@@ -22,10 +23,10 @@ from tasks.retention.rules import DAY_S
 from tasks.traffic import state
 from tasks.traffic.aggregate import aggregate
 from tasks.traffic.ingest import ingest
-from tests.metrics.scrape import route_counters, scrape, value
+from tests.metrics.scrape import labelled, route_counters, scrape, value
 from tests.toolkit.caddy_log import append, caddy_line, random_lines
 from tests.toolkit.databases import upgrade_to
-from tests.toolkit.factories import add_route, add_stream
+from tests.toolkit.factories import add_certificate, add_route, add_stream
 from tests.toolkit.processes import run_cli
 from tests.toolkit.traffic import NOW, count_rows
 from workers.history import RunHistory
@@ -154,12 +155,25 @@ def test_counters_do_not_fall_when_prune_deletes_their_rows(any_engine, tmp_path
     assert value(before, "proxyos_worker_job_duration_seconds_count", job="ingest") == 3
     assert value(before, "proxyos_worker_job_duration_seconds_sum", job="ingest") == 72.003
     assert value(before, "proxyos_worker_job_last_success_timestamp_seconds", job="ingest") == NOW - DAY_S + 2
-    assert value(before, "proxyos_worker_health_checks_total", kind="route", id="ra", result="healthy") == 2
-    assert value(before, "proxyos_worker_health_checks_total", kind="route", id="ra", result="unhealthy") == 1
-    assert value(before, "proxyos_worker_health_check_duration_seconds_count", kind="route", id="ra") == 2
-    assert value(before, "proxyos_worker_health_check_duration_seconds_sum", kind="route", id="ra") == 0.05
-    assert value(before, "proxyos_worker_health_state", kind="route", id="ra", status="healthy") == 1
-    assert value(before, "proxyos_worker_health_state", kind="stream", id="s1", status="healthy") == 1
+    assert value(before, "proxyos_worker_route_health_checks_total", route_id="ra", result="healthy") == 2
+    assert value(before, "proxyos_worker_route_health_checks_total", route_id="ra", result="unhealthy") == 1
+    assert value(before, "proxyos_worker_route_health_check_duration_seconds_count", route_id="ra") == 2
+    assert value(before, "proxyos_worker_route_health_check_duration_seconds_sum", route_id="ra") == 0.05
+    assert value(before, "proxyos_worker_route_health_state", route_id="ra", status="healthy") == 1
+    assert value(before, "proxyos_worker_stream_health_checks_total", stream_id="s1", result="healthy") == 1
+    assert value(before, "proxyos_worker_stream_health_check_duration_seconds_count", stream_id="s1") == 1
+    assert value(before, "proxyos_worker_stream_health_check_duration_seconds_sum", stream_id="s1") == 0.004
+    assert value(before, "proxyos_worker_stream_health_state", stream_id="s1", status="healthy") == 1
+    # Each route's domain (and stream's port) once, on its info series; the other
+    # series of a route or stream carry its id and nothing that repeats the info.
+    assert labelled(before, "proxyos_worker_route_info") == {
+        (("domain", domain), ("route_id", route)) for route, domain in HOSTS.items()}
+    assert labelled(before, "proxyos_worker_stream_info") == {
+        (("listen_port", "9001"), ("protocol", "tcp"), ("stream_id", "s1"))}
+    assert all(value(before, "proxyos_worker_route_info", route_id=route) == 1 for route in HOSTS)
+    for name, labels in before:
+        if name.startswith(("proxyos_worker_route_", "proxyos_worker_stream_")) and not name.endswith("_info"):
+            assert {key for key, _ in labels} <= {"route_id", "stream_id", "status", "result"}, (name, labels)
     rows_before = _history_rows(any_engine)
 
     rules = settings_retention.load({"PROXYOS_RETENTION_HEALTH_CHECKS_KEEP": "1"}).rules()
@@ -171,6 +185,43 @@ def test_counters_do_not_fall_when_prune_deletes_their_rows(any_engine, tmp_path
     counters = {key: v for key, v in before.items() if key[0].endswith(("_total", "_count", "_sum", "_bucket"))}
     assert counters, "no counters scraped"
     assert {key: after.get(key) for key in counters} == counters
+
+
+def test_certificate_gauges(any_engine):
+    """One series a certificate and gauge, by certificate_id and domain: the next renewal
+    (stored, or by the lifetime rule; the retry time while failing; now while still to be
+    issued) only for the certificates the workers renew, and `deployed` only for those
+    they load into Caddy."""
+    issued, expires = NOW - 30 * DAY_S, NOW + 60 * DAY_S
+    with write_transaction(any_engine) as conn:
+        for route in ("r1", "r2", "r3", "r4"):
+            add_route(conn, f"{route}.certs.test", id=route, tls_mode="dns")
+        add_route(conn, "r5.certs.test", id="r5", tls_mode="auto")
+        dated = {"issued_at": issued, "expires_at": expires}
+        add_certificate(conn, "r1.certs.test", id="c1", route_id="r1", status="active", renew_at=NOW + DAY_S,
+                        **dated)
+        add_certificate(conn, "r2.certs.test", id="c2", route_id="r2", status="active", **dated)
+        add_certificate(conn, "r3.certs.test", id="c3", route_id="r3", status="error", failures=3,
+                        next_attempt_at=NOW + 600, **dated)
+        add_certificate(conn, "r4.certs.test", id="c4", route_id="r4")  # provisioning, no dates yet
+        add_certificate(conn, "r5.certs.test", id="c5", route_id="r5", source="auto", status="active", **dated)
+        conn.execute(cert_deployments.insert(), [{"certificate_id": "c1", "target": "caddy", "pending_since": None},
+                                                 {"certificate_id": "c3", "target": "caddy", "pending_since": NOW}])
+    samples = scrape(any_engine, clock=lambda: NOW)
+    domains = {f"c{i}": f"r{i}.certs.test" for i in range(1, 6)}
+
+    def gauge(name: str) -> dict[str, float]:
+        found = {dict(labels)["certificate_id"]: v for (n, labels), v in samples.items()
+                 if n == f"proxyos_worker_certificate_{name}"}
+        assert all(dict(labels)["domain"] == domains[dict(labels)["certificate_id"]]
+                   for n, labels in samples if n == f"proxyos_worker_certificate_{name}")
+        return found
+
+    assert gauge("expiry_seconds") == {c: 60 * DAY_S for c in ("c1", "c2", "c3", "c5")}
+    assert gauge("next_renewal_timestamp_seconds") == {
+        "c1": NOW + DAY_S, "c2": renew_at(issued, expires), "c3": NOW + 600, "c4": NOW}
+    assert gauge("consecutive_failures") == {"c1": 0, "c2": 0, "c3": 3, "c4": 0, "c5": 0}
+    assert gauge("deployed") == {"c1": 1, "c3": 0}
 
 
 def test_counters_survive_new_processes(worker_env, tmp_path):

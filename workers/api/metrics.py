@@ -24,6 +24,7 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -72,7 +73,8 @@ class WorkerCollector(Collector):
         now = self.clock()
         with self.engine.connect() as conn:
             yield from self._jobs(conn, now)
-            yield from self._health(conn)
+            yield from self._routes(conn)
+            yield from self._streams(conn)
             yield from self._traffic(conn)
             yield from self._certificates(conn, now)
             yield from self._database(conn)
@@ -126,29 +128,65 @@ class WorkerCollector(Collector):
             depth.add_metric([state], count)
         yield depth
 
-    # --- health -----------------------------------------------------------------------
+    # --- routes and streams ---------------------------------------------------------
 
-    def _health(self, conn: sa.Connection) -> Iterable[Metric]:
-        status = GaugeMetricFamily(
-            _name("health_state"),
-            "The workers' flap-free state of each route and stream: 1, with the state (healthy, degraded, "
-            "unhealthy, unknown) as the status label.",
-            labels=["kind", "id", "name", "status"])
-        for kind, target, name, current in health_totals.states(conn):
-            status.add_metric([kind, target, name, current], 1)
-        yield status
-        checks = CounterMetricFamily(_name("health_checks"), "Checks the workers made, by route or stream and result.",
-                                     labels=["kind", "id", "result"])
-        duration = SummaryMetricFamily(_name("health_check_duration_seconds"),
-                                       "Response time of the checks that got a response.", labels=["kind", "id"])
-        timed: dict[tuple[str, str], list] = {}
-        for row in health_totals.totals(conn):
-            checks.add_metric([row.target_type, row.target_id, row.result], row.checks)
-            sums = timed.setdefault((row.target_type, row.target_id), [0, 0])
-            sums[0] += row.timed
-            sums[1] += row.duration_ms_sum
-        for (kind, target), (count, total_ms) in sorted(timed.items()):
-            duration.add_metric([kind, target], count, total_ms / 1000)
+    def _routes(self, conn: sa.Connection) -> Iterable[Metric]:
+        """Per route: its info (the domain, once), its traffic counters and its health,
+        each series labelled by `route_id` alone (join the domain with
+        `* on (route_id) group_left (domain) proxyos_worker_route_info`)."""
+        info = InfoMetricFamily(_name("route"), "The route's domain (value 1), to join on route_id.",
+                                labels=["route_id"])
+        requests = CounterMetricFamily(_name("route_requests"), "Requests counted for the route.",
+                                       labels=["route_id"])
+        errors = CounterMetricFamily(_name("route_errors"), "Requests with status >= 500.", labels=["route_id"])
+        sent = CounterMetricFamily(_name("route_sent_bytes"), "Response bytes sent (Caddy's size).",
+                                   labels=["route_id"])
+        add_info, add_requests, add_errors, add_sent = (
+            info.add_metric, requests.add_metric, errors.add_metric, sent.add_metric)
+        for route, domain, counted, failed, sent_bytes in traffic_totals.route_totals(conn):
+            labels = (route,)
+            add_info(labels, {"domain": domain})
+            if counted is not None:
+                add_requests(labels, counted)
+                add_errors(labels, failed)
+                add_sent(labels, sent_bytes)
+        yield from (info, requests, errors, sent)
+        yield from self._health(conn, "route")
+
+    def _streams(self, conn: sa.Connection) -> Iterable[Metric]:
+        info = InfoMetricFamily(_name("stream"), "The stream's listen port and protocol (value 1), to join on "
+                                "stream_id.", labels=["stream_id"])
+        for stream, port, protocol in health_totals.stream_names(conn):
+            info.add_metric((stream,), {"listen_port": str(port), "protocol": protocol})
+        yield info
+        yield from self._health(conn, "stream")
+
+    def _health(self, conn: sa.Connection, kind: str) -> Iterable[Metric]:
+        key = f"{kind}_id"
+        state = GaugeMetricFamily(
+            _name(f"{kind}_health_state"),
+            f"The workers' flap-free state of the {kind}: 1, with the state (healthy, degraded, unhealthy, "
+            "unknown) as the status label.", labels=[key, "status"])
+        add_state = state.add_metric
+        for target, status in health_totals.states(conn, kind):
+            add_state((target, status), 1)
+        yield state
+        checks = CounterMetricFamily(_name(f"{kind}_health_checks"), f"Checks the workers made of the {kind}, "
+                                     "by result.", labels=[key, "result"])
+        duration = SummaryMetricFamily(_name(f"{kind}_health_check_duration_seconds"),
+                                       "Response time of the checks that got a response.", labels=[key])
+        add_checks, add_duration = checks.add_metric, duration.add_metric
+        target, count, total_ms = None, 0, 0
+        for row_target, result, made, timed, duration_ms in health_totals.totals(conn, kind):  # by target
+            add_checks((row_target, result), made)
+            if row_target != target:
+                if target is not None:
+                    add_duration((target,), count, total_ms / 1000)
+                target, count, total_ms = row_target, 0, 0
+            count += timed
+            total_ms += duration_ms
+        if target is not None:
+            add_duration((target,), count, total_ms / 1000)
         yield checks
         yield duration
 
@@ -166,29 +204,22 @@ class WorkerCollector(Collector):
         deployed = GaugeMetricFamily(_name("certificate_deployed"),
                                      "1 when Caddy holds the current certificate, 0 while it is waiting to be "
                                      "loaded (certificates the workers load into Caddy).", labels=labels)
-        for cert in cert_gauges.read(conn, now):
-            values = [cert.id, cert.domain]
-            if cert.expires_at is not None:
-                expiry.add_metric(values, cert.expires_at - now)
-            if cert.next_renewal_at is not None:
-                renewal.add_metric(values, cert.next_renewal_at)
-            failures.add_metric(values, cert.failures)
-            if cert.deployed is not None:
-                deployed.add_metric(values, 1 if cert.deployed else 0)
+        add_expiry, add_renewal, add_failures, add_deployed = (
+            expiry.add_metric, renewal.add_metric, failures.add_metric, deployed.add_metric)
+        for cert, domain, expires_at, next_renewal_at, failed, in_caddy in cert_gauges.read(conn, now):
+            values = (cert, domain)
+            if expires_at is not None:
+                add_expiry(values, expires_at - now)
+            if next_renewal_at is not None:
+                add_renewal(values, next_renewal_at)
+            add_failures(values, failed)
+            if in_caddy is not None:
+                add_deployed(values, 1 if in_caddy else 0)
         yield from (expiry, renewal, failures, deployed)
 
     # --- traffic ----------------------------------------------------------------------
 
     def _traffic(self, conn: sa.Connection) -> Iterable[Metric]:
-        labels = ["route_id", "domain"]
-        requests = CounterMetricFamily(_name("route_requests"), "Requests counted for the route.", labels=labels)
-        errors = CounterMetricFamily(_name("route_errors"), "Requests with status >= 500.", labels=labels)
-        sent = CounterMetricFamily(_name("route_sent_bytes"), "Response bytes sent (Caddy's size).", labels=labels)
-        for row in traffic_totals.route_totals(conn):
-            requests.add_metric([row.route_id, row.domain], row.requests)
-            errors.add_metric([row.route_id, row.domain], row.errors)
-            sent.add_metric([row.route_id, row.domain], row.bytes)
-        yield from (requests, errors, sent)
         lines = CounterMetricFamily(_name("traffic_lines_ingested"), "Access-log lines read.", labels=["source"])
         malformed = CounterMetricFamily(_name("traffic_lines_malformed"),
                                         "Access-log lines skipped as malformed.", labels=["source"])

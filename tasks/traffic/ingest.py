@@ -111,8 +111,11 @@ class Tally:
         return out
 
 
+_POSITION = sa.select(positions).where(positions.c.source == sa.bindparam("source"))  # built once (idle look)
+
+
 def _load_position(conn: Connection, source: str) -> Position:
-    row = conn.execute(sa.select(positions).where(positions.c.source == source)).mappings().first()
+    row = conn.execute(_POSITION, {"source": source}).mappings().first()
     if row is None:
         return Position()
     return Position(

@@ -50,10 +50,12 @@ def record_proxyos_rows_until(conn: Connection, value: int) -> int:
     return read(conn, PROXYOS_ROWS_UNTIL)
 
 
+_ALL = sa.select(traffic_state.c.name, traffic_state.c.value)  # built once: the idle look reads it every 5 s
+
+
 def read_all(conn: Connection) -> dict[str, int]:
     """Every counter, in one query (the table holds a handful of rows)."""
-    return {name: int(value or 0) for name, value in conn.execute(sa.select(traffic_state.c.name,
-                                                                            traffic_state.c.value))}
+    return {name: int(value or 0) for name, value in conn.execute(_ALL)}
 
 
 def read(conn: Connection, name: str) -> int:

@@ -7,12 +7,10 @@ error column too); private keys and the queue database are mode 0600."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,50 +19,12 @@ from db.engine import create_engine
 from tests.toolkit.certs import cert_env_for
 from tests.toolkit.databases import scalar
 from tests.toolkit.factories import add_provider, add_route, new_secret, ups
+from tests.toolkit.leaks import FileSnapshots, leaks, needles
 from tests.toolkit.processes import Consumer, run_cli, wait_until
 from tests.toolkit.servers.redis import fresh_redis_url
 from tests.toolkit.snapshots import file_mode
 
 GOOD_DOMAINS = 4
-
-
-def _needles(*values: str) -> list[bytes]:
-    """Each secret as written, and in the encodings a careless writer would use."""
-    found = []
-    for value in values:
-        raw = value.encode()
-        found += [raw, base64.b64encode(raw), json.dumps(value).encode()]
-    return found
-
-
-def _leaks(blob: bytes, needles: list[bytes]) -> list[str]:
-    return [needle.decode()[:12] + "..." for needle in needles if needle in blob]
-
-
-class FileSnapshots:
-    """The queue files' bytes every 20 ms while the run lasts: a message lives in them only
-    until a consumer takes it, and SQLite may reuse its page afterwards."""
-
-    def __init__(self, folder: Path, pattern: str) -> None:
-        self.folder, self.pattern = folder, pattern
-        self.seen: dict[int, bytes] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.wait(0.02):
-            for path in self.folder.glob(self.pattern):
-                try:
-                    data = path.read_bytes()
-                except OSError:
-                    continue
-                self.seen.setdefault(hash(data), data)
-
-    def stop(self) -> bytes:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return b"".join(self.seen.values())
 
 
 class RedisMonitor:
@@ -161,13 +121,13 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
     assert error, "the wrong credential left no recorded error"
     assert issued == GOOD_DOMAINS + 1 and audit >= issued  # the run really issued, and said so
 
-    needles = _needles(secret, fault_bind.tsig_secret, wrong_tsig)
+    secret_bytes = needles(secret, fault_bind.tsig_secret, wrong_tsig)
     log = consumer.log_path.read_bytes() + "".join(outputs).encode()
     assert b"DEBUG" in log or b"debug" in log, "the consumer did not log at debug level"
-    assert not _leaks(log, needles), "a secret is in the logs or the CLI's output"
+    assert not leaks(log, secret_bytes), "a secret is in the logs or the CLI's output"
     database_files = sorted(tmp_path.glob("proxyos.db*"))
     assert database_files
-    assert not _leaks(b"".join(p.read_bytes() for p in database_files), needles), \
+    assert not leaks(b"".join(p.read_bytes() for p in database_files), secret_bytes), \
         "a secret is in the database (task_runs, audit_log, an error column, ...)"
     if queue == "sqlite":
         queue_files = sorted(tmp_path.glob("queue.db*"))
@@ -176,10 +136,10 @@ def test_no_secret_anywhere_after_an_issuance_run(queue, worker_env, tmp_path, f
             assert file_mode(path) == 0o600, path
     else:
         assert cert_id.encode() in queue_bytes  # MONITOR saw the message
-    assert not _leaks(queue_bytes, needles), "a secret is in the queue"
+    assert not leaks(queue_bytes, secret_bytes), "a secret is in the queue"
     keys = sorted(cert_dir.rglob("privkey.pem"))
     assert len(keys) == GOOD_DOMAINS
     for key in keys:
         assert file_mode(key) == 0o600, key
-    assert not [p for p in cert_dir.rglob("*") if p.is_file() and _leaks(p.read_bytes(), needles)]
+    assert not [p for p in cert_dir.rglob("*") if p.is_file() and leaks(p.read_bytes(), secret_bytes)]
     assert os.environ.get("PROXYOS_SECRET") != secret

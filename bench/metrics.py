@@ -10,8 +10,10 @@ an hour to write), their `1h`/`1d` rollups, 1,000 `access_log` rows for each bus
 100 `health_checks` rows a route, and `task_runs` of the periodic jobs (ingest every 5 s
 only where it found lines, aggregate and caddy-sync every minute, certs and prune hourly,
 backup daily). Each database is then scraped `--scrapes` times: the collector and
-`generate_latest`, as the endpoint runs it in its thread. For contrast, the figure of
-ProxyOS's own way (sum every `traffic_metrics` row per route) is shown on the same data.
+`generate_latest`, as the endpoint runs it in its thread; each scrape's elapsed time and
+its thread's CPU time (on a machine shared with other work, the elapsed time includes
+the waits for a CPU). For contrast, the figure of ProxyOS's own way (sum every
+`traffic_metrics` row per route) is shown on the same data.
 
     python -m bench.metrics [--routes 1000] [--busy 50] [--days 30] [--scrapes 30]
 
@@ -122,9 +124,11 @@ def fill(path: Path, routes: int, busy: int, days: int, seed: int = 7) -> dict[s
     return counts
 
 
-def scrape_times(urls: list[str], scrapes: int) -> tuple[list[list[float]], list[int]]:
+def scrape_times(urls: list[str], scrapes: int) -> tuple[list[list[float]], list[list[float]], list[int]]:
     """`scrapes` timed renders of each database, taken in turn (1 day, 30 days, 30 days,
-    1 day, ...) so that the load of a shared machine falls on both alike."""
+    1 day, ...) so that the load of a shared machine falls on both alike: the elapsed
+    time and the CPU time of the thread (what the scrape itself cost, without the time
+    other processes held the CPU)."""
     collectors, engines, sizes = [], [], []
     for url in urls:
         engine = create_engine(url)
@@ -132,17 +136,19 @@ def scrape_times(urls: list[str], scrapes: int) -> tuple[list[list[float]], list
         collectors.append(WorkerCollector(engine, load({"PROXYOS_DATABASE_URL": url}), clock=lambda: NOW))
         sizes.append(len(render(collectors[-1])))  # warm: the page cache and the engine's pool
     times: list[list[float]] = [[] for _ in urls]
+    cpu: list[list[float]] = [[] for _ in urls]
     order = list(range(len(urls)))
     for _ in range(scrapes):
         for index in order:
             gc.collect()  # one scrape's garbage is not left for the next one to collect
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             render(collectors[index])
+            cpu[index].append((time.thread_time() - started_cpu) * 1000)
             times[index].append((time.perf_counter() - started) * 1000)
         order.reverse()  # whichever goes second in a round runs a little slower: take turns
     for engine in engines:
         engine.dispose()
-    return times, sizes
+    return times, cpu, sizes
 
 
 def proxyos_sum_ms(path: Path, repeats: int = 3) -> float:
@@ -176,12 +182,14 @@ def main() -> None:
                                    "file_mb": round(path.stat().st_size / 2**20, 1),
                                    "proxyos_sum_ms": round(proxyos_sum_ms(path), 1)}
             print(f"filled {days} d in {fill_s:.1f} s: {counts}", flush=True)
-        times, sizes = scrape_times([f"sqlite:///{path}" for path in paths.values()], args.scrapes)
-        for days, found, size in zip(paths, times, sizes, strict=True):
+        times, cpu, sizes = scrape_times([f"sqlite:///{path}" for path in paths.values()], args.scrapes)
+        for days, found, spent, size in zip(paths, times, cpu, sizes, strict=True):
             results[f"{days}d"].update(scrape_median_ms=round(statistics.median(found), 2),
-                                       scrape_max_ms=round(max(found), 2), exposition_bytes=size)
-    keys = ["traffic_metrics_1m", "task_runs", "file_mb", "scrape_median_ms", "scrape_max_ms", "exposition_bytes",
-            "proxyos_sum_ms"]
+                                       scrape_min_ms=round(min(found), 2), scrape_max_ms=round(max(found), 2),
+                                       scrape_cpu_median_ms=round(statistics.median(spent), 2),
+                                       exposition_bytes=size)
+    keys = ["traffic_metrics_1m", "task_runs", "file_mb", "scrape_median_ms", "scrape_min_ms", "scrape_max_ms",
+            "scrape_cpu_median_ms", "exposition_bytes", "proxyos_sum_ms"]
     one, many = results["1d"], results[f"{args.days}d"]
     print(f"\n{'':22} {'1 day':>12} {f'{args.days} days':>12}")
     for key in keys:

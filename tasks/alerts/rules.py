@@ -16,7 +16,7 @@ from db.problem import Problem
 from db.schema import alert_rules
 
 # field -> (default, minimum, maximum); a list field holds numbers in that range
-_COMMON = {"cooldownMinutes": (15, 1, 1440), "groupSeconds": (20, 0, 3600)}
+_COMMON = {"cooldownMinutes": (15, 1, 1440), "groupSeconds": (15, 0, 3600)}
 TYPES: dict[str, dict[str, tuple[Any, int, int]]] = {
     "route_unhealthy": {**_COMMON, "holdMinutes": (0, 0, 1440), "recovery": (True, 0, 1)},
     "stream_unhealthy": {**_COMMON, "holdMinutes": (0, 0, 1440), "recovery": (True, 0, 1), "streamId": (None, 1, 100)},

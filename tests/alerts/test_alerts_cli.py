@@ -35,7 +35,7 @@ def test_a_rule_added_listed_disabled_and_enabled_is_what_the_evaluator_reads(en
     [listed] = _listed(worker_env)
     assert listed["id"] == rule_id and listed["enabled"] and listed["route"] == route and listed["problem"] is None
     assert listed["config"]["holdMinutes"] == 2 and listed["config"]["cooldownMinutes"] == 30
-    assert listed["config"]["groupSeconds"] == 20  # a default filled in
+    assert listed["config"]["groupSeconds"] == 15  # a default filled in
     with engine.connect() as conn:
         [rule], problems = load(conn)
     assert rule.id == rule_id and rule.target_route_id == route and problems == {}

@@ -18,10 +18,11 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
 from db.schema import api_keys
@@ -72,16 +73,18 @@ class KeyStore:
         self._touched: dict[str, float] = {}  # key id -> when this process last wrote last_used
         self._lock = threading.Lock()
 
-    def resolve(self, key: str) -> ApiKey | None:
-        """The key's row, if `key` is a valid, unexpired ProxyOS API key."""
+    def resolve(self, key: str, conn: Connection | None = None) -> ApiKey | None:
+        """The key's row, if `key` is a valid, unexpired ProxyOS API key; read on `conn`
+        when given (its transaction is ended before this returns)."""
         if not key.startswith(PREFIX):
             return None
         hashed, legacy = hmac_hash(self._secret, key), sha256_hash(key)
-        with self._engine.connect() as conn:  # the driver's own parameters: this runs on every request
-            mark = driver_mark(conn)
+        with nullcontext(conn) if conn is not None else self._engine.connect() as conn:
+            mark = driver_mark(conn)  # the driver's own parameters: this runs on every request
             rows = conn.exec_driver_sql(
                 "SELECT id, name, key_hash, scopes, last_used, expires_at FROM api_keys "
                 f"WHERE key_hash IN ({mark}, {mark})", (hashed, legacy)).all()
+            conn.rollback()  # a read: end it, the connection may go on to write
         row = next((r for r in rows if r.key_hash == hashed), None) or next(iter(rows), None)
         if row is None:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from sqlalchemy.engine import Connection
 
 from . import scopes
 from .app_keys import KEYS, THROTTLE
@@ -27,11 +28,12 @@ def check_throttle(request: web.Request) -> None:
              {"Retry-After": str(wait)})
 
 
-def authorize(app: web.Application, header: str | None, address: str, needed: str | None) -> ApiKey:
-    """Blocking (reads the database): the key in the Authorization `header`, if it may do
-    what needs scope `needed` (None: any scope)."""
+def authorize(app: web.Application, header: str | None, address: str, needed: str | None,
+              conn: Connection | None = None) -> ApiKey:
+    """Blocking (reads the database, on `conn` when given): the key in the Authorization
+    `header`, if it may do what needs scope `needed` (None: any scope)."""
     token = bearer_token(header)
-    key = app[KEYS].resolve(token) if token else None
+    key = app[KEYS].resolve(token, conn) if token else None
     if key is None:
         app[THROTTLE].failed(address)
         what = "is not a valid, unexpired ProxyOS API key" if token else "is missing"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from db.engine import write_transaction
 from workers.queue import ON_DEMAND, JobQueue
@@ -88,12 +88,12 @@ class Acceptor:
         self._pruned_at = 0.0
 
     def accept(self, key: ApiKey, job: Job, options: dict[str, Any], idempotency_key: str | None,
-               client: str | None) -> Answer:
-        """Blocking (run it in a thread)."""
+               client: str | None, conn: Connection | None = None) -> Answer:
+        """Blocking (run it in a thread); on `conn` when given (no transaction open on it)."""
         now = time.time()
         task = self._queue.message(job.name, **{ON_DEMAND: True}, **options)
         body = {"task_id": task.id, "job": job.name, "runs": f"/v1/runs/{task.id}"}
-        with write_transaction(self._engine) as conn:
+        with write_transaction(self._engine, conn) as conn:
             if idempotency_key is not None:
                 stored = idempotency.claim(
                     conn, idempotency.record_id(key.id, idempotency_key), key.id,

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from aiohttp import web
+from sqlalchemy.engine import Connection
 
 from workers.job_records import periodic_jobs
 
@@ -35,7 +36,13 @@ async def enqueue(request: web.Request) -> web.Response:
 
 def _accept(app: web.Application, name: str, raw: bytes, authorization: str | None, header: str | None,
             client: str) -> Answer:
-    key = authorize(app, authorization, client, None)
+    with app[ENGINE].connect() as conn:  # one connection for the key and the request: both run on every request
+        return _accept_on(conn, app, name, raw, authorization, header, client)
+
+
+def _accept_on(conn: Connection, app: web.Application, name: str, raw: bytes, authorization: str | None,
+               header: str | None, client: str) -> Answer:
+    key = authorize(app, authorization, client, None, conn)
     job = find_job(app[QUEUE].jobs, name)
     needed = scopes.for_job(job.name)
     if not scopes.allows(key.scopes, needed):
@@ -46,7 +53,7 @@ def _accept(app: web.Application, name: str, raw: bytes, authorization: str | No
     refused = app[SETTINGS].jobs.refusal(job.name)
     if refused:
         fail(409, f"{job.name} is not enqueued: {refused}")
-    return app[ACCEPTOR].accept(key, job, options, header, client)
+    return app[ACCEPTOR].accept(key, job, options, header, client, conn)
 
 
 def _jobs(request: web.Request) -> dict:

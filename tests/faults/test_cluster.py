@@ -151,7 +151,11 @@ def test_three_consumers_on_postgres_and_redis(postgres_url, worker_env, tmp_pat
     log_file = tmp_path / "access.log"
     env.update(PROXYOS_DATABASE_URL=postgres_url, PROXYOS_QUEUE_URL=fresh_redis_url(13), LOG_LEVEL="debug",
                PROXYOS_ACCESS_LOG=str(log_file), PROXYOS_HEALTH_TIMEOUT="3", PROXYOS_CERT_LEASE_SECONDS="30",
-               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0")  # every row kept: recounted below
+               PROXYOS_RETENTION_ACCESS_LOG_PER_ROUTE="0",  # every row kept: recounted below
+               # Checks are counted against each route's fixed slots below; fast re-checks
+               # (a result that disagrees with the status, e.g. a probe slowed by this
+               # test's load) would add checks between them: tests/health/test_health_fast.py
+               PROXYOS_HEALTH_FAST_INTERVAL="0")
     migrated = run_cli(["migrate"], env)  # the Procfile's release step
     assert migrated.returncode == 0, migrated.stderr
     engine = create_engine(postgres_url)

@@ -152,6 +152,24 @@ def test_a_task_this_process_stores_wakes_an_idle_worker_at_once(tmp_path):
     assert not thread.is_alive()
 
 
+def test_a_ring_while_no_worker_sleeps_is_not_lost():
+    """A task stored between a worker's empty look and its sleep: the sleep that follows
+    ends at once (the look comes again), one sleep for each ring, up to `keep`."""
+    doorbell = Doorbell(keep=2)
+    for _ in range(3):
+        doorbell.ring()  # nobody asleep
+    two = threading.Thread(target=lambda: [doorbell.sleep(600) for _ in range(2)], daemon=True)
+    two.start()
+    two.join(30)
+    assert not two.is_alive(), "a ring made while no worker slept was lost"
+    sleeper = threading.Thread(target=doorbell.sleep, args=(600,), daemon=True)
+    sleeper.start()  # the third ring was not kept: this one sleeps until rung
+    wait_until(lambda: doorbell_waiters(doorbell), what="the third sleep to wait", timeout=10)
+    doorbell.ring()
+    sleeper.join(30)
+    assert not sleeper.is_alive()
+
+
 def doorbell_waiters(doorbell: Doorbell) -> int:
     return len(doorbell._bell._waiters)  # the test awaits the worker's sleep
 

@@ -107,7 +107,7 @@ def run(settings: Settings, workers: int = 4, periodic: bool = True) -> None:
                                   report=unscheduled, look=lambda job: job.nothing_to_do(ctx))
     doorbell = None
     if isinstance(queue.huey, RingingSqliteHuey):
-        doorbell = queue.huey.doorbell = Doorbell()
+        doorbell = queue.huey.doorbell = Doorbell(keep=workers)
     consumer = GracefulConsumer(
         queue.huey,
         doorbell=doorbell,

@@ -33,12 +33,17 @@ class Doorbell:
     (a periodic tick, a job's follow-up, a retry falling due), so that they need not poll
     a queue that cannot tell them (SQLite) often to start those at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 8) -> None:
         self._bell = threading.Condition()
         self._closed = False
+        # Rings no sleeper heard yet (a worker between its empty look and its sleep would
+        # miss a bare notify and sleep its whole delay): each lets one sleep end at once.
+        self._unheard = 0
+        self._keep = keep  # at most this many are kept: one extra look per worker thread
 
     def ring(self) -> None:
         with self._bell:
+            self._unheard = min(self._unheard + 1, self._keep)
             self._bell.notify()
 
     def close(self) -> None:
@@ -49,8 +54,10 @@ class Doorbell:
 
     def sleep(self, seconds: float) -> None:
         with self._bell:
-            if not self._closed:
+            if not self._closed and not self._unheard:
                 self._bell.wait(seconds)
+            if self._unheard:
+                self._unheard -= 1
 
 
 class NormalSyncStorage(SqliteStorage):
